@@ -1,0 +1,252 @@
+"""Command line: `python -m src <command> --help`. Thin: parse, call one function, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from src.errors import UserError
+from src.params import PARAMS_FILE, load_params
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Attention 3D U-Nets for particle picking in cryo-ET tomograms (data, split, and more per stage).",
+)
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected D,H,W integers, got '{text}'") from None
+    if len(shape) != 3:
+        raise typer.BadParameter(f"expected three sizes D,H,W, got '{text}'")
+    return shape
+
+
+def _config_path(path: Path) -> Path:
+    return path / "copick_config.json" if path.is_dir() else path
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder for the copick project (replaced if it exists).")],
+    runs: Annotated[int | None, typer.Option(help="Number of tomograms [params: synth.runs].")] = None,
+    shape: Annotated[str | None, typer.Option(help="D,H,W voxels, e.g. 184,630,630 [params: synth.shape].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [params: synth.seed].")] = None,
+    picks_naming: Annotated[
+        str | None, typer.Option(help="competition (Picks/<object>.json) or copick (<user>_<session>_<object>.json).")
+    ] = None,
+):
+    """Write a synthetic CZII-like copick project (tomograms as OME-NGFF zarr, picks in Angstrom)."""
+    from src.classes import CZII_CLASSES
+    from src.data.synth import synthesize_project
+
+    p = load_params()
+    s = p.synth
+    summary = synthesize_project(
+        out,
+        runs if runs is not None else s.runs,
+        _shape(shape) if shape else s.shape,
+        seed if seed is not None else s.seed,
+        s.voxel_spacing,
+        p.data.voxel_spacing,
+        CZII_CLASSES,
+        s.placement,
+        s.distractors,
+        s.imaging,
+        s.run_prefix,
+        picks_naming or s.picks_naming,
+    )
+    per_run = summary["seconds_per_run"]
+    typer.echo(f"wrote {summary['runs']} runs of {tuple(summary['shape'])} to {out}")
+    typer.echo(f"seconds per run: mean {sum(per_run) / len(per_run):.1f}, max {max(per_run):.1f}")
+    typer.echo("particles: " + ", ".join(f"{k} {v}" for k, v in summary["particles"].items()))
+
+
+@app.command()
+def show(
+    project: Annotated[Path, typer.Argument(help="A copick project folder or its copick_config.json.")],
+    run: Annotated[str, typer.Option(help="Run (experiment) name.")],
+    out: Annotated[Path, typer.Option(help="Image file to write (PNG).")] = Path("slice.png"),
+    tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+):
+    """Render central slices of a run's tomogram with its picks circled in their class colour."""
+    from src.data.copick_io import CopickProject
+    from src.data.show import render_slices
+
+    p = load_params()
+    proj = CopickProject(_config_path(project), p.classes.weights, p.data.picks_user)
+    tomo = proj.tomogram(run, tomo_type or p.data.tomo_type, p.data.voxel_spacing)
+    picks = proj.picks(run, tomo)
+    render_slices(tomo, picks, proj.classes, out, title=f"{run} ({tomo_type or p.data.tomo_type})")
+    typer.echo(f"wrote {out}: {len(picks)} picks on {tomo.data.shape} voxels at {tomo.voxel_spacing:g} A")
+
+
+@app.command()
+def info(
+    path: Annotated[Path, typer.Argument(help="A tomogram (.mrc or .zarr) or a copick project / config.")],
+):
+    """Describe a tomogram file or a copick project: shapes, voxel spacing, picks per class."""
+    from src.data.copick_io import CopickProject, read_tomogram_file
+
+    if path.suffix.lower() in (".mrc", ".rec", ".map", ".zarr"):
+        tomo = read_tomogram_file(path)
+        typer.echo(f"{path}: shape {tomo.data.shape} (z, y, x), voxel spacing {tomo.voxel_spacing:g} A")
+        return
+    p = load_params()
+    proj = CopickProject(_config_path(path), p.classes.weights, p.data.picks_user)
+    typer.echo(f"classes: {', '.join(f'{c.name} (r={c.radius:g} A, w={c.weight:g})' for c in proj.classes)}")
+    for run in proj.run_names():
+        picks = proj.picks(run)
+        typer.echo(f"{run}: {len(picks)} picks " + json.dumps(picks.particle_type.value_counts().to_dict()))
+
+
+@app.command()
+def data():
+    """DVC stage `data`: make (synthetic) or locate (copick, portal) the project in data.out and check every run."""
+    from src.data.prepare import prepare_data
+
+    manifest = prepare_data(load_params())
+    n_picks = sum(sum(r["picks"].values()) for r in manifest["runs"].values())
+    typer.echo(f"{len(manifest['runs'])} runs, {n_picks} picks, source {manifest['source']}")
+
+
+@app.command()
+def split():
+    """DVC stage `split`: the common test set and samples 1 and 2 (train, validation) from the project's runs."""
+    from src.data.prepare import MANIFEST_NAME
+    from src.data.split import annotation_counts, make_split, write_split
+
+    p = load_params()
+    manifest_path = Path(p.data.out) / MANIFEST_NAME
+    if not manifest_path.exists():
+        raise UserError(f"{manifest_path} not found: run `dvc repro data` first")
+    runs = json.loads(manifest_path.read_text())["runs"]
+    result = make_split(sorted(runs), p.split)
+    result["annotations"] = annotation_counts(result, {r: sum(v["picks"].values()) for r, v in runs.items()})
+    write_split(p.split.out, result)
+    s = result["samples"]
+    typer.echo(
+        f"test {len(result['test'])} runs; sample 1: {len(s['1']['train'])} train / {len(s['1']['val'])} val; "
+        f"sample 2: {len(s['2']['train'])} train / {len(s['2']['val'])} val -> {p.split.out}"
+    )
+
+
+@app.command()
+def download(
+    dataset: Annotated[int, typer.Option(help="CryoET Data Portal dataset id (10440: CZII training set).")] = 10440,
+    out: Annotated[Path, typer.Option(help="Folder for the copick project.")] = Path("downloads/portal"),
+    tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+):
+    """Download a CryoET Data Portal dataset into the copick layout that every stage reads."""
+    from src.classes import CZII_CLASSES
+    from src.data.portal import download_dataset
+
+    p = load_params()
+    config = download_dataset(dataset, out, CZII_CLASSES, tomo_type or p.data.tomo_type, p.data.voxel_spacing)
+    typer.echo(f"wrote {config}")
+
+
+@app.command()
+def score(
+    solution: Annotated[Path, typer.Argument(help="Reference CSV: experiment,particle_type,x,y,z (Angstrom).")],
+    submission: Annotated[Path, typer.Argument(help="Predicted CSV, same columns (an id column may be present).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with score and classes.")] = False,
+    beta: Annotated[float, typer.Option(help="F-beta's beta (the competition uses 4).")] = 4.0,
+    distance_multiplier: Annotated[float, typer.Option(help="Match radius as a fraction of the class radius.")] = 0.5,
+):
+    """Score a submission with the CZII competition's weighted F-beta, per class and overall."""
+    from src.metric import fbeta_score, read_points_csv
+
+    p = load_params()
+    from src.classes import CZII_CLASSES, SCORE_WEIGHTS
+
+    classes = CZII_CLASSES
+    if p.classes.weights:
+        import dataclasses
+
+        weights = {**SCORE_WEIGHTS, **p.classes.weights}
+        classes = tuple(dataclasses.replace(c, weight=weights[c.name]) for c in classes)
+    result = fbeta_score(read_points_csv(solution), read_points_csv(submission), classes, beta, distance_multiplier)
+    typer.echo(json.dumps(result.to_dict()) if as_json else result.to_text())
+
+
+@app.command()
+def solution(
+    project: Annotated[Path, typer.Argument(help="A copick project folder or its copick_config.json.")],
+    out: Annotated[Path, typer.Option(help="CSV to write (id,experiment,particle_type,x,y,z).")],
+    runs: Annotated[str | None, typer.Option(help="Comma-separated run names (default: all runs).")] = None,
+    split_part: Annotated[
+        str | None, typer.Option("--split", help="Runs of a split part instead: test, 1/train, 1/val, 2/train, 2/val.")
+    ] = None,
+):
+    """Write the solution (reference) CSV of a set of runs from a copick project's picks."""
+    import pandas as pd
+
+    from src.atomic import atomic_output
+    from src.data.copick_io import CopickProject
+    from src.data.split import read_split
+
+    p = load_params()
+    proj = CopickProject(_config_path(project), p.classes.weights, p.data.picks_user)
+    names = proj.run_names()
+    if split_part:
+        split_data = read_split(p.split.out)
+        if split_part == "test":
+            names = split_data["test"]
+        else:
+            sample, _, part = split_part.partition("/")
+            try:
+                names = split_data["samples"][sample][part]
+            except KeyError:
+                raise UserError(f"--split must be test or <1|2>/<train|val>, got '{split_part}'") from None
+    elif runs:
+        names = [r.strip() for r in runs.split(",") if r.strip()]
+    frame = pd.concat([proj.picks(r) for r in names], ignore_index=True)
+    frame.insert(0, "id", range(len(frame)))
+    with atomic_output(out) as tmp:
+        frame.to_csv(tmp, index=False)
+    typer.echo(f"wrote {out}: {len(frame)} points from {len(names)} runs")
+
+
+@app.command()
+def models(
+    patch_sizes: Annotated[
+        str, typer.Option(help="Patch sizes D,H,W separated by ';'.")
+    ] = "32,64,64;32,96,96;32,128,128",
+):
+    """Print parameters, multiply-adds per patch size and training-step activation memory of every model."""
+    from src.models.summary import format_model_table, model_table
+
+    patches = tuple(_shape(p) for p in patch_sizes.split(";"))
+    typer.echo(format_model_table(model_table(patch_sizes=patches)))
+
+
+@app.command()
+def profile(
+    name: Annotated[str, typer.Argument(help="A profile in profiles/: demo (default) or paper.")],
+):
+    """Switch params.yaml to a profile (profiles/<name>.yaml), keeping its comments."""
+    from src.profiles import apply_profile
+
+    changed = apply_profile(name, PARAMS_FILE)
+    typer.echo(f"params.yaml now uses profile '{name}' ({len(changed)} values set)")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data: synthetic tomograms, copick/MRC/zarr I/O, portal download, label masks, splits."""

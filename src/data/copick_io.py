@@ -1,0 +1,396 @@
+"""Reading and writing the copick filesystem layout, and single MRC or zarr tomograms.
+
+Layout (what the CZII competition shipped and copick reads):
+
+    copick_config.json
+    static/ExperimentRuns/<run>/VoxelSpacing10.000/<tomo_type>.zarr   OME-NGFF multiscale, levels 0,1,2, (z, y, x)
+    overlay/ExperimentRuns/<run>/Picks/<object>.json                    competition naming (no user or session)
+    overlay/ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json   copick naming
+
+Picks are in Angstrom; a point's centre is `location + transformation_[:3, 3]` (copick's convention). Tomogram arrays
+are (z, y, x); voxel index i sits at i * voxel_spacing Angstrom, as in the competition's data. Everything read is
+validated, and every problem raises `DataError` with one sentence naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+from numcodecs import blosc
+
+from src.atomic import atomic_output
+from src.classes import ParticleClass, by_name, classes_from_copick
+from src.errors import DataError
+
+PICK_COLUMNS = ["experiment", "particle_type", "x", "y", "z"]
+# The folder name is a rounded spacing (the CZII data say 10.000 for 10.012444 A); allow that much disagreement.
+SPACING_TOLERANCE = 0.01
+
+
+@dataclass
+class Tomogram:
+    """A tomogram volume (z, y, x) with its true voxel spacing in Angstrom."""
+
+    data: np.ndarray
+    voxel_spacing: float
+    name: str = ""
+
+    @property
+    def extent(self) -> np.ndarray:
+        """Size in Angstrom along x, y, z (the order of pick coordinates)."""
+        return np.array(self.data.shape[::-1], dtype=float) * self.voxel_spacing
+
+
+def spacing_folder(voxel_spacing: float) -> str:
+    return f"VoxelSpacing{voxel_spacing:.3f}"
+
+
+def root_path(config_path: Path, root: str | None) -> Path | None:
+    """A copick root URL as a local path; relative roots are taken relative to the config's folder."""
+    if root is None:
+        return None
+    if "://" in root:
+        protocol, path = root.split("://", 1)
+        if protocol not in ("local", "file"):
+            raise DataError(f"{config_path}: only local copick roots can be read here, got '{root}'")
+    else:
+        path = root
+    path = Path(path)
+    return path if path.is_absolute() else (config_path.parent / path)
+
+
+# --- tomograms ------------------------------------------------------------------------------------------------
+
+
+def _check_volume(data: np.ndarray, where: str) -> np.ndarray:
+    if data.ndim != 3:
+        raise DataError(f"{where}: expected a 3-D (z, y, x) volume, got shape {data.shape}")
+    if min(data.shape) < 1:
+        raise DataError(f"{where}: the volume is empty, shape {data.shape}")
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise DataError(f"{where}: {np.size(finite) - np.count_nonzero(finite)} voxels are NaN or infinite")
+    return data
+
+
+def _zarr_spacing(group: zarr.Group, where: str) -> float | None:
+    """The level-0 voxel spacing from OME-NGFF multiscales metadata, if present."""
+    multiscales = group.attrs.get("multiscales")
+    if not multiscales:
+        return None
+    try:
+        transforms = multiscales[0]["datasets"][0]["coordinateTransformations"]
+        scale = next(t["scale"] for t in transforms if t["type"] == "scale")
+    except (KeyError, IndexError, StopIteration, TypeError):
+        raise DataError(f"{where}: malformed OME-NGFF multiscales metadata") from None
+    if len(set(np.round(scale[-3:], 6))) != 1:
+        raise DataError(f"{where}: anisotropic voxel spacing {scale[-3:]} is not supported")
+    return float(scale[-1])
+
+
+def read_zarr_tomogram(path: str | Path, expected_spacing: float | None = None) -> Tomogram:
+    """Level 0 of an OME-NGFF zarr tomogram (or a plain zarr array), checked for shape, spacing and finite values."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such tomogram")
+    try:
+        node = zarr.open(str(path), mode="r")
+        if isinstance(node, zarr.Group):
+            spacing = _zarr_spacing(node, str(path))
+            level = node.attrs["multiscales"][0]["datasets"][0]["path"] if "multiscales" in node.attrs else "0"
+            data = np.asarray(node[level][...], dtype=np.float32)
+        else:
+            spacing = None
+            data = np.asarray(node[...], dtype=np.float32)
+    except DataError:
+        raise
+    except Exception as err:  # zarr raises many types for a damaged store
+        raise DataError(f"{path}: cannot read the zarr tomogram ({type(err).__name__}: {err})") from None
+    if spacing is None:
+        if expected_spacing is None:
+            raise DataError(f"{path}: no voxel spacing in the zarr metadata; pass it explicitly")
+        spacing = expected_spacing
+    if expected_spacing is not None and abs(spacing - expected_spacing) > SPACING_TOLERANCE * expected_spacing:
+        raise DataError(
+            f"{path}: voxel spacing {spacing:g} A in the metadata disagrees with the expected {expected_spacing:g} A"
+        )
+    return Tomogram(_check_volume(data, str(path)), spacing, path.stem)
+
+
+def read_mrc_tomogram(path: str | Path) -> Tomogram:
+    import mrcfile
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such tomogram")
+    try:
+        with mrcfile.open(path, permissive=False) as mrc:
+            data = np.asarray(mrc.data, dtype=np.float32)
+            spacing = float(mrc.voxel_size.x)
+    except Exception as err:
+        raise DataError(f"{path}: cannot read the MRC file ({type(err).__name__}: {err})") from None
+    if spacing <= 0:
+        raise DataError(f"{path}: the MRC header gives no voxel size")
+    return Tomogram(_check_volume(data, str(path)), spacing, path.stem)
+
+
+def read_tomogram_file(path: str | Path, voxel_spacing: float | None = None) -> Tomogram:
+    """A single tomogram from an .mrc/.rec or .zarr path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".mrc", ".rec", ".map"):
+        tomo = read_mrc_tomogram(path)
+        if voxel_spacing is not None:
+            tomo.voxel_spacing = voxel_spacing
+        return tomo
+    if suffix == ".zarr":
+        return read_zarr_tomogram(path, voxel_spacing)
+    raise DataError(f"{path}: unknown tomogram format '{suffix}' (expected .mrc or .zarr)")
+
+
+def _downsample2(volume: np.ndarray) -> np.ndarray:
+    """2x mean pooling; odd sizes are padded by repeating the edge, so 315 becomes 158 as in the CZII data."""
+    pad = [(0, s % 2) for s in volume.shape]
+    v = np.pad(volume, pad, mode="edge")
+    z, y, x = (s // 2 for s in v.shape)
+    return v.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def write_zarr_tomogram(path: str | Path, volume: np.ndarray, voxel_spacing: float, levels: int = 3) -> None:
+    """An OME-NGFF (0.4) multiscale zarr with levels 0..levels-1, each half the previous, axes z, y, x in Angstrom."""
+    from ome_zarr.writer import write_multiscale
+
+    pyramid = [np.asarray(volume, dtype=np.float32)]
+    for _ in range(levels - 1):
+        pyramid.append(_downsample2(pyramid[-1]))
+    axes = [{"name": a, "type": "space", "unit": "angstrom"} for a in "zyx"]
+    transforms = [[{"type": "scale", "scale": [voxel_spacing * 2**i] * 3}] for i in range(levels)]
+    # Multithreaded Blosc does not always give the same bytes for the same data; one thread keeps "same seed, same
+    # bytes" true (and DVC hashes stable).
+    threads, blosc.use_threads = blosc.use_threads, False
+    with atomic_output(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        # Nested chunk keys ("0/0/0"), as copick's FSStore expects and the CZII data have.
+        storage = {"chunks": (64, 64, 64), "dimension_separator": "/"}
+        try:
+            write_multiscale(pyramid, group, axes=axes, coordinate_transformations=transforms, storage_options=storage)
+        finally:
+            blosc.use_threads = threads
+
+
+# --- picks ----------------------------------------------------------------------------------------------------
+
+
+def picks_file_name(object_name: str, naming: str, user_id: str = "curation", session_id: str = "0") -> str:
+    if naming == "competition":
+        return f"{object_name}.json"
+    if naming == "copick":
+        return f"{user_id}_{session_id}_{object_name}.json"
+    raise DataError(f"unknown picks naming '{naming}' (expected competition or copick)")
+
+
+def write_picks_json(
+    path: str | Path,
+    object_name: str,
+    run_name: str,
+    points_xyz: np.ndarray,
+    voxel_spacing: float,
+    rotations: np.ndarray | None = None,
+    user_id: str = "curation",
+    session_id: str = "0",
+) -> None:
+    """A copick picks file; `points_xyz` (N, 3) in Angstrom, optional `rotations` (N, 3, 3) go into transformation_."""
+    points = []
+    for i, xyz in enumerate(np.asarray(points_xyz, dtype=float).reshape(-1, 3)):
+        transform = np.eye(4)
+        if rotations is not None:
+            transform[:3, :3] = rotations[i]
+        points.append(
+            {
+                "location": {"x": float(xyz[0]), "y": float(xyz[1]), "z": float(xyz[2])},
+                "transformation_": transform.tolist(),
+                "instance_id": 0,
+                "score": 1.0,
+            }
+        )
+    payload = {
+        "pickable_object_name": object_name,
+        "user_id": user_id,
+        "session_id": session_id,
+        "run_name": run_name,
+        "voxel_spacing": voxel_spacing,
+        "unit": "angstrom",
+        "points": points,
+        "trust_orientation": rotations is not None,
+    }
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1))
+
+
+def _object_of_picks_file(path: Path, known: set[str]) -> tuple[str, str | None]:
+    """(object name, user id or None) from a picks file name, in competition or copick naming."""
+    stem = path.stem
+    if stem in known:
+        return stem, None
+    parts = stem.split("_", 2)
+    if len(parts) == 3:
+        return parts[2], parts[0]
+    return stem, None
+
+
+def read_picks_json(path: Path, run: str) -> tuple[str, np.ndarray]:
+    """(object name, (N, 3) centres in Angstrom as x, y, z) from one picks file."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a readable JSON picks file ({err})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("points", []), list):
+        raise DataError(f"{path}: not a copick picks file (expected an object with a 'points' list)")
+    unit = payload.get("unit", "angstrom")
+    if unit != "angstrom":
+        raise DataError(f"{path}: picks in unit '{unit}', expected angstrom")
+    centres = []
+    for i, point in enumerate(payload.get("points") or []):
+        try:
+            loc = point["location"]
+            xyz = np.array([loc["x"], loc["y"], loc["z"]], dtype=float)
+            transform = point.get("transformation_")
+            if transform is not None:
+                xyz = xyz + np.asarray(transform, dtype=float)[:3, 3]
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}: point {i} has no valid location") from None
+        if not np.isfinite(xyz).all():
+            raise DataError(f"{path}: point {i} has a non-finite coordinate")
+        centres.append(xyz)
+    return payload.get("pickable_object_name", path.stem), np.array(centres, dtype=float).reshape(-1, 3)
+
+
+def check_points_inside(picks: pd.DataFrame, tomo: Tomogram, where: str) -> None:
+    """Points must lie inside the volume (within half a voxel of its edge voxels' centres)."""
+    if picks.empty:
+        return
+    xyz = picks[["x", "y", "z"]].to_numpy()
+    upper = (np.array(tomo.data.shape[::-1]) - 0.5) * tomo.voxel_spacing
+    lower = -0.5 * tomo.voxel_spacing
+    outside = ((xyz < lower) | (xyz > upper)).any(axis=1)
+    if outside.any():
+        row = picks[outside].iloc[0]
+        raise DataError(
+            f"{where}: {outside.sum()} picks lie outside the {tomo.data.shape} volume, e.g. {row.particle_type} at "
+            f"({row.x:.1f}, {row.y:.1f}, {row.z:.1f}) A; extent is {tomo.extent.round(1).tolist()} A (x, y, z)"
+        )
+
+
+# --- a copick project -----------------------------------------------------------------------------------------
+
+
+class CopickProject:
+    """A copick filesystem project, read the way the competition shipped it or the way copick writes it."""
+
+    def __init__(self, config_path: str | Path, weights: dict[str, float] | None = None, picks_user: str | None = None):
+        self.config_path = Path(config_path)
+        if not self.config_path.exists():
+            raise DataError(f"{self.config_path}: no copick config here")
+        try:
+            self.config = json.loads(self.config_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{self.config_path}: not a readable JSON copick config ({err})") from None
+        if "overlay_root" not in self.config:
+            raise DataError(f"{self.config_path}: copick config has no overlay_root")
+        self.classes: tuple[ParticleClass, ...] = classes_from_copick(self.config, weights)
+        self.overlay_root = root_path(self.config_path, self.config["overlay_root"])
+        self.static_root = root_path(self.config_path, self.config.get("static_root")) or self.overlay_root
+        self.picks_user = picks_user
+
+    def run_names(self) -> list[str]:
+        names = set()
+        for root in {self.static_root, self.overlay_root}:
+            runs = root / "ExperimentRuns"
+            if runs.is_dir():
+                names.update(p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not names:
+            raise DataError(f"{self.config_path}: no runs under {self.static_root}/ExperimentRuns")
+        return sorted(names)
+
+    def tomogram_path(self, run: str, tomo_type: str, voxel_spacing: float) -> Path:
+        return self.static_root / "ExperimentRuns" / run / spacing_folder(voxel_spacing) / f"{tomo_type}.zarr"
+
+    def tomogram(self, run: str, tomo_type: str, voxel_spacing: float) -> Tomogram:
+        """Level 0 of a run's tomogram; `voxel_spacing` is the folder's value, the true one comes from the zarr."""
+        path = self.tomogram_path(run, tomo_type, voxel_spacing)
+        if not path.exists():
+            available = sorted(p.name for p in path.parent.glob("*.zarr")) if path.parent.exists() else []
+            raise DataError(f"run {run} has no '{tomo_type}' tomogram at {path} (available: {available or 'none'})")
+        tomo = read_zarr_tomogram(path, expected_spacing=voxel_spacing)
+        tomo.name = run
+        return tomo
+
+    def picks_files(self, run: str) -> list[Path]:
+        files = []
+        for root in dict.fromkeys([self.overlay_root, self.static_root]):
+            folder = root / "ExperimentRuns" / run / "Picks"
+            if folder.is_dir():
+                files.extend(sorted(folder.glob("*.json")))
+        return files
+
+    def picks(self, run: str, tomogram: Tomogram | None = None) -> pd.DataFrame:
+        """All particle picks of a run as a DataFrame (experiment, particle_type, x, y, z in Angstrom).
+
+        With a tomogram given, points outside its volume are an error.
+        """
+        known = by_name(self.classes)
+        frames = []
+        for path in self.picks_files(run):
+            object_name, user = _object_of_picks_file(path, set(known))
+            if self.picks_user is not None and user not in (None, self.picks_user):
+                continue
+            declared, xyz = read_picks_json(path, run)
+            if declared != object_name:
+                raise DataError(f"{path}: the file says object '{declared}' but its name says '{object_name}'")
+            if object_name not in known:
+                raise DataError(f"{path}: unknown class '{object_name}' (the copick config lists {sorted(known)})")
+            frame = pd.DataFrame(xyz, columns=["x", "y", "z"])
+            frame.insert(0, "particle_type", object_name)
+            frame.insert(0, "experiment", run)
+            frames.append(frame)
+        picks = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PICK_COLUMNS)
+        picks = picks.astype({"x": float, "y": float, "z": float})
+        if tomogram is not None:
+            check_points_inside(picks, tomogram, f"run {run}")
+        return picks
+
+
+def write_copick_config(path: str | Path, classes: tuple[ParticleClass, ...], name: str, description: str) -> None:
+    """A copick config whose roots are the `static/` and `overlay/` folders beside it (relative, so it can move)."""
+    config = {
+        "name": name,
+        "description": description,
+        "version": "1.0.0",
+        "config_type": "filesystem",
+        "pickable_objects": [c.copick_object() for c in classes],
+        "overlay_root": "local://overlay",
+        "static_root": "local://static",
+        "overlay_fs_args": {"auto_mkdir": True},
+    }
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(config, indent=2))
+
+
+def voxel_to_angstrom(zyx: np.ndarray, voxel_spacing: float) -> np.ndarray:
+    """(N, 3) voxel indices (z, y, x) -> (N, 3) Angstrom (x, y, z)."""
+    return np.asarray(zyx, dtype=float)[:, ::-1] * voxel_spacing
+
+
+def angstrom_to_voxel(xyz: np.ndarray, voxel_spacing: float) -> np.ndarray:
+    """(N, 3) Angstrom (x, y, z) -> (N, 3) fractional voxel coordinates (z, y, x)."""
+    return np.asarray(xyz, dtype=float)[:, ::-1] / voxel_spacing
+
+
+def is_close_spacing(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=SPACING_TOLERANCE)

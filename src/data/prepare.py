@@ -1,0 +1,102 @@
+"""The `data` stage: make or locate the copick project that every later stage reads, and check all of it.
+
+- synthetic: generate the embedded synthetic project into `data.out`;
+- copick: an existing copick project (e.g. the competition's train/ folder as shipped); `data.out` gets a copy of its
+  config with absolute roots, so the large tomograms stay where they are;
+- portal: download a CryoET Data Portal dataset into `data.portal_dir`, then as copick.
+Every run's tomogram and picks are read back and validated; `data.out/manifest.json` records what was found.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from src.atomic import atomic_output
+from src.classes import CZII_CLASSES
+from src.data.copick_io import CopickProject, root_path
+from src.errors import UserError
+from src.params import Params
+
+CONFIG_NAME = "copick_config.json"
+MANIFEST_NAME = "manifest.json"
+
+
+def project_config(params: Params) -> Path:
+    """Where later stages find the project's copick config."""
+    return Path(params.data.out) / CONFIG_NAME
+
+
+def open_project(params: Params) -> CopickProject:
+    return CopickProject(project_config(params), params.classes.weights, params.data.picks_user)
+
+
+def _link_external(config_path: Path, out: Path) -> None:
+    """Write `out/copick_config.json`: the external config with its roots made absolute."""
+    config = json.loads(Path(config_path).read_text())
+    for key in ("overlay_root", "static_root"):
+        if config.get(key):
+            config[key] = f"local://{root_path(Path(config_path).resolve(), config[key]).resolve()}"
+    out.mkdir(parents=True)
+    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+
+
+def validate_project(project: CopickProject, tomo_type: str, voxel_spacing: float, progress: bool = True) -> dict:
+    """Read every run's tomogram and picks (raising DataError on the first problem); a summary per run."""
+    runs = {}
+    for run in tqdm(project.run_names(), desc="checking runs", unit="run", disable=not progress):
+        tomo = project.tomogram(run, tomo_type, voxel_spacing)
+        picks = project.picks(run, tomo)
+        runs[run] = {
+            "shape": list(tomo.data.shape),
+            "voxel_spacing": tomo.voxel_spacing,
+            "picks": {c.name: int((picks.particle_type == c.name).sum()) for c in project.classes},
+        }
+    return runs
+
+
+def prepare_data(params: Params, progress: bool = True) -> dict:
+    """Build `data.out` (in a temporary folder, renamed at the end so a failure leaves nothing half-written)."""
+    d = params.data
+    if d.source not in ("synthetic", "copick", "portal"):
+        raise UserError(f"data.source must be synthetic, copick or portal, got '{d.source}'")
+    if d.source == "copick" and not (d.copick_config and Path(d.copick_config).exists()):
+        raise UserError(f"data.copick_config must name an existing copick config, got '{d.copick_config}'")
+    with atomic_output(d.out) as tmp:
+        if d.source == "synthetic":
+            from src.data.synth import synthesize_project
+
+            s = params.synth
+            synthesize_project(
+                tmp,
+                s.runs,
+                s.shape,
+                s.seed,
+                s.voxel_spacing,
+                d.voxel_spacing,
+                CZII_CLASSES,
+                s.placement,
+                s.distractors,
+                s.imaging,
+                s.run_prefix,
+                s.picks_naming,
+                progress,
+            )
+        elif d.source == "portal":
+            from src.data.portal import download_dataset
+
+            external = download_dataset(d.portal_dataset, d.portal_dir, CZII_CLASSES, d.tomo_type, d.voxel_spacing)
+            _link_external(external, tmp)
+        else:
+            _link_external(Path(d.copick_config), tmp)
+        project = CopickProject(tmp / CONFIG_NAME, params.classes.weights, d.picks_user)
+        manifest = {
+            "source": d.source,
+            "tomo_type": d.tomo_type,
+            "classes": [c.name for c in project.classes],
+            "runs": validate_project(project, d.tomo_type, d.voxel_spacing, progress),
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

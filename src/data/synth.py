@@ -1,0 +1,318 @@
+"""Synthetic cryo-ET tomograms in the CZII copick layout, so every later stage runs the same code on real and fake data.
+
+Each tomogram is made in steps, each with its parameters in params.yaml (`synth:`):
+
+1. Placement: per-class counts from the paper's Table 2 (per 184 x 630 x 630 tomogram), scaled to the volume and by
+   `count_scale`, Poisson-drawn; particles, vesicles and blobs are placed largest first at uniform random positions,
+   rejected when closer than the sum of radii plus `min_gap` to anything already placed (no overlap).
+2. Particles: each class has a 3-D density built from a few soft ellipsoid "lobes" in units of its radius
+   (`PARTICLE_SHAPES`): hollow shells for apo-ferritin and the VLP capsid, two lobes for the ribosome, an elongated
+   dimer for thyroglobulin, four lobes for beta-galactosidase, a compact body for beta-amylase. Each particle gets a
+   uniform random rotation (stored in its pick's `transformation_`).
+3. Distractors (unlabelled): membrane vesicles (lipid bilayers seen as thin shells) and protein-like blobs.
+4. Imaging, in one Fourier pass: a phase-contrast CTF (voltage, defocus, Cs, amplitude contrast, B-factor envelope),
+   a missing wedge from a +-`tilt_range_deg` tilt series about y, and white noise passed through the same wedge,
+   scaled to the set SNR (signal variance / noise variance). The result is the raw `wbp` type; a Gaussian low-pass
+   of it is the `denoised` type.
+Same seed, same bytes: each run draws from its own generator seeded by (seed, run index).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+from scipy.spatial.transform import Rotation
+from tqdm import tqdm
+
+from src.atomic import atomic_output
+from src.classes import ParticleClass
+from src.data.copick_io import (
+    picks_file_name,
+    spacing_folder,
+    voxel_to_angstrom,
+    write_copick_config,
+    write_picks_json,
+    write_zarr_tomogram,
+)
+from src.errors import UserError
+from src.params import DistractorParams, ImagingParams, PlacementParams
+
+# The paper's per-tomogram counts refer to the CZII tomograms' size.
+REFERENCE_SHAPE = (184, 630, 630)
+TOMO_TYPES = ("wbp", "denoised")
+
+
+@dataclass(frozen=True)
+class Lobe:
+    """A soft ellipsoid in a particle's own frame, in units of the class radius; `hollow` > 0 makes it a shell whose
+    inner surface sits at that fraction of the outer one."""
+
+    centre: tuple[float, float, float]
+    semi_axes: tuple[float, float, float]
+    hollow: float = 0.0
+    density: float = 1.0
+
+
+PARTICLE_SHAPES: dict[str, tuple[Lobe, ...]] = {
+    # 24-mer cage: 12 nm outer, 8 nm inner cavity.
+    "apo-ferritin": (Lobe((0, 0, 0), (1.0, 1.0, 1.0), hollow=0.67),),
+    # Compact tetramer: a slightly flattened body with a shallow bump.
+    "beta-amylase": (Lobe((0, 0, 0), (0.95, 0.8, 0.7)), Lobe((0.45, 0.35, 0), (0.4, 0.35, 0.35))),
+    # D2 tetramer: four lobes in a plane.
+    "beta-galactosidase": tuple(Lobe((sx * 0.35, sy * 0.3, 0), (0.5, 0.5, 0.45)) for sx in (-1, 1) for sy in (-1, 1)),
+    # Large and small subunit.
+    "ribosome": (Lobe((0, 0.18, 0), (0.8, 0.68, 0.75)), Lobe((0.03, -0.55, 0.03), (0.44, 0.34, 0.42))),
+    # Elongated dimer.
+    "thyroglobulin": (Lobe((-0.47, 0, 0), (0.52, 0.36, 0.36)), Lobe((0.47, 0, 0), (0.52, 0.36, 0.36))),
+    # Thin capsid shell with a faint packaged core.
+    "virus-like-particle": (
+        Lobe((0, 0, 0), (1.0, 1.0, 1.0), hollow=0.86),
+        Lobe((0, 0, 0), (0.6, 0.6, 0.6), density=0.25),
+    ),
+}
+GENERIC_SHAPE = (Lobe((0, 0, 0), (1.0, 1.0, 1.0)),)
+
+
+@dataclass
+class PlacedObject:
+    kind: str  # a class name, "vesicle" or "blob"
+    centre_zyx: np.ndarray  # voxels, continuous
+    radius: float  # voxels
+    rotation: np.ndarray  # (3, 3), object frame (x, y, z) -> tomogram frame (x, y, z)
+
+
+def _lobes_density(offsets_xyz: np.ndarray, lobes: tuple[Lobe, ...], radius: float, edge: float) -> np.ndarray:
+    """Density of soft ellipsoids at points given in the object frame (voxels); `edge` is the soft edge in voxels."""
+    out = np.zeros(offsets_xyz.shape[:-1], dtype=np.float32)
+    for lobe in lobes:
+        q = (offsets_xyz - np.asarray(lobe.centre) * radius) / (np.asarray(lobe.semi_axes) * radius)
+        d = np.sqrt((q * q).sum(-1))  # 1 on the ellipsoid surface
+        scale = min(lobe.semi_axes) * radius / edge
+        solid = 1.0 / (1.0 + np.exp(-np.clip((1.0 - d) * scale, -30, 30)))
+        if lobe.hollow > 0:
+            solid = solid - 1.0 / (1.0 + np.exp(-np.clip((lobe.hollow - d) * scale, -30, 30)))
+        out += lobe.density * solid.astype(np.float32)
+    return out
+
+
+def _stamp(volume: np.ndarray, obj: PlacedObject, lobes: tuple[Lobe, ...], edge: float = 0.7) -> None:
+    """Add one object's density to `volume`, evaluated on the voxels of its bounding box (clipped to the volume)."""
+    half = int(np.ceil(obj.radius + 2 * edge)) + 1
+    lo = np.floor(obj.centre_zyx).astype(int) - half
+    hi = lo + 2 * half + 1
+    clo = np.maximum(lo, 0)
+    chi = np.minimum(hi, volume.shape)
+    if np.any(chi <= clo):
+        return
+    axes = [np.arange(a, b, dtype=np.float32) - c for a, b, c in zip(clo, chi, obj.centre_zyx, strict=True)]
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    offsets_xyz = np.stack([x, y, z], axis=-1) @ obj.rotation  # tomogram frame -> object frame (R^T p, as rows)
+    volume[clo[0] : chi[0], clo[1] : chi[1], clo[2] : chi[2]] += _lobes_density(offsets_xyz, lobes, obj.radius, edge)
+
+
+def _place(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    wanted: list[tuple[str, float]],
+    gap: float,
+    margin: float,
+    attempts: int = 200,
+) -> list[PlacedObject]:
+    """Random non-overlapping placement, largest first; an object that finds no room after `attempts` is skipped."""
+    placed: list[PlacedObject] = []
+    centres = np.empty((0, 3))
+    radii = np.empty(0)
+    for kind, radius in sorted(wanted, key=lambda kr: -kr[1]):
+        # Vesicles may be cut by the volume's edge, as real membranes are; particles stay inside.
+        inset = 0.0 if kind == "vesicle" else margin * radius
+        low = np.full(3, inset)
+        high = np.array(shape, dtype=float) - 1 - inset
+        if np.any(high < low):
+            continue
+        for _ in range(attempts):
+            c = rng.uniform(low, high)
+            if len(radii) == 0 or np.all(np.linalg.norm(centres - c, axis=1) >= radii + radius + gap):
+                placed.append(PlacedObject(kind, c, radius, Rotation.random(rng=rng).as_matrix()))
+                centres = np.vstack([centres, c])
+                radii = np.append(radii, radius)
+                break
+    return placed
+
+
+def _frequency_grids(shape: tuple[int, int, int], voxel_spacing: float):
+    """Broadcastable kz, ky, kx (1/Angstrom) for an rfftn of `shape`."""
+    kz = scipy.fft.fftfreq(shape[0], d=voxel_spacing).astype(np.float32)[:, None, None]
+    ky = scipy.fft.fftfreq(shape[1], d=voxel_spacing).astype(np.float32)[None, :, None]
+    kx = scipy.fft.rfftfreq(shape[2], d=voxel_spacing).astype(np.float32)[None, None, :]
+    return kz, ky, kx
+
+
+def _variance_from_spectrum(spectrum: np.ndarray, shape: tuple[int, int, int]) -> float:
+    """Variance of the real signal of an rfftn spectrum (Parseval, counting the rfft's mirrored half twice)."""
+    n = int(np.prod(shape))
+    power = np.abs(spectrum) ** 2
+    weights = np.full(spectrum.shape[-1], 2.0)
+    weights[0] = 1.0
+    if shape[-1] % 2 == 0:
+        weights[-1] = 1.0
+    total = float((power.sum(axis=(0, 1)) * weights).sum())
+    mean_sq = float(power[0, 0, 0])
+    return (total - mean_sq) / n**2
+
+
+def _electron_wavelength(voltage_kv: float) -> float:
+    """Relativistic electron wavelength in Angstrom."""
+    v = voltage_kv * 1e3
+    return 12.2643 / np.sqrt(v * (1 + 0.978466e-6 * v))
+
+
+def image(
+    density: np.ndarray, voxel_spacing: float, imaging: ImagingParams, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """CTF, missing wedge and noise applied to a density; returns the `wbp` and `denoised` volumes (z-scored)."""
+    shape = density.shape
+    workers = -1
+    spectrum = scipy.fft.rfftn(density, workers=workers)
+    kz, ky, kx = _frequency_grids(shape, voxel_spacing)
+    k2 = kz**2 + ky**2 + kx**2
+    if imaging.ctf:
+        lam = _electron_wavelength(imaging.voltage_kv)
+        chi = (
+            np.pi * lam * imaging.defocus_um * 1e4 * k2
+            - 0.5 * np.pi * imaging.spherical_aberration_mm * 1e7 * (lam**3) * k2**2
+        )
+        a = imaging.amplitude_contrast
+        transfer = -(np.sqrt(1 - a * a) * np.sin(chi) + a * np.cos(chi)) * np.exp(-imaging.bfactor * k2 / 4)
+    else:
+        transfer = -np.ones_like(k2)  # keep the phase-contrast sign: protein darker than ice
+    # Missing wedge: a tilt series about y over +-theta measures only |kz| <= tan(theta) |kx|.
+    wedge = np.abs(kz) <= np.tan(np.deg2rad(imaging.tilt_range_deg)) * np.abs(kx)
+    wedge[0, 0, 0] = True
+    spectrum *= (transfer * wedge).astype(np.float32)
+    noise = scipy.fft.rfftn(rng.standard_normal(shape, dtype=np.float32), workers=workers)
+    noise *= wedge
+    signal_var = _variance_from_spectrum(spectrum, shape)
+    noise_var = _variance_from_spectrum(noise, shape)
+    if imaging.snr > 0 and noise_var > 0 and signal_var > 0:
+        spectrum += noise * np.float32(np.sqrt(signal_var / (imaging.snr * noise_var)))
+    del noise
+    raw = scipy.fft.irfftn(spectrum, s=shape, workers=workers)
+    spectrum *= np.exp(-2 * np.pi**2 * imaging.denoise_sigma**2 * k2).astype(np.float32)
+    smooth = scipy.fft.irfftn(spectrum, s=shape, workers=workers)
+    return {"wbp": _zscore(raw), "denoised": _zscore(smooth)}
+
+
+def _zscore(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.float32, copy=False)
+    return (v - v.mean()) / max(float(v.std()), 1e-12)
+
+
+def draw_objects(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    voxel_spacing: float,
+    classes: tuple[ParticleClass, ...],
+    placement: PlacementParams,
+    distractors: DistractorParams,
+) -> list[PlacedObject]:
+    """How many of each object, how large (voxels), then where."""
+    volume_ratio = float(np.prod(shape)) / float(np.prod(REFERENCE_SHAPE)) * placement.count_scale
+    wanted: list[tuple[str, float]] = []
+    for c in classes:
+        mean = placement.counts.get(c.name, 0.0) * volume_ratio
+        n = max(placement.min_per_class, int(rng.poisson(mean)))
+        wanted += [(c.name, c.radius / voxel_spacing)] * n
+    for _ in range(int(rng.poisson(distractors.vesicles * volume_ratio))):
+        wanted.append(("vesicle", rng.uniform(*distractors.vesicle_radius) / voxel_spacing))
+    for _ in range(int(rng.poisson(distractors.blobs * volume_ratio))):
+        wanted.append(("blob", rng.uniform(*distractors.blob_radius) / voxel_spacing))
+    return _place(rng, shape, wanted, placement.min_gap / voxel_spacing, placement.edge_margin)
+
+
+def _object_lobes(obj: PlacedObject, membrane_thickness_vox: float, rng: np.random.Generator) -> tuple[Lobe, ...]:
+    if obj.kind == "vesicle":
+        return (Lobe((0, 0, 0), (1.0, 1.0, 1.0), hollow=max(0.0, 1 - membrane_thickness_vox / obj.radius)),)
+    if obj.kind == "blob":
+        axes = tuple(float(a) for a in rng.uniform(0.6, 1.0, size=3))
+        return (Lobe((0, 0, 0), axes, density=float(rng.uniform(0.5, 1.0))),)
+    return PARTICLE_SHAPES.get(obj.kind, GENERIC_SHAPE)
+
+
+def synthesize_run(
+    seed: int,
+    run_index: int,
+    shape: tuple[int, int, int],
+    voxel_spacing: float,
+    classes: tuple[ParticleClass, ...],
+    placement: PlacementParams,
+    distractors: DistractorParams,
+    imaging: ImagingParams,
+) -> tuple[dict[str, np.ndarray], list[PlacedObject]]:
+    """One tomogram: its volumes by type and the objects placed in it (particles and distractors)."""
+    rng = np.random.default_rng([seed, run_index])
+    objects = draw_objects(rng, shape, voxel_spacing, classes, placement, distractors)
+    density = np.zeros(shape, dtype=np.float32)
+    membrane = distractors.membrane_thickness / voxel_spacing
+    for obj in objects:
+        _stamp(density, obj, _object_lobes(obj, membrane, rng))
+    return image(density, voxel_spacing, imaging, rng), objects
+
+
+def synthesize_project(
+    out: str | Path,
+    runs: int,
+    shape: tuple[int, int, int],
+    seed: int,
+    voxel_spacing: float,
+    folder_spacing: float,
+    classes: tuple[ParticleClass, ...],
+    placement: PlacementParams,
+    distractors: DistractorParams,
+    imaging: ImagingParams,
+    run_prefix: str = "TS_SYN_",
+    picks_naming: str = "competition",
+    progress: bool = True,
+) -> dict:
+    """Write a complete copick project of `runs` synthetic tomograms to `out` (replaced atomically at the end).
+
+    Returns a summary: seconds per run and particle counts per class.
+    """
+    if runs < 1 or len(shape) != 3 or min(shape) < 8:
+        raise UserError(f"need at least 1 run and a shape of 3 sizes >= 8 voxels, got runs={runs}, shape={shape}")
+    picks_file_name(classes[0].name, picks_naming)  # fail on a bad naming before any work
+    counts = {c.name: 0 for c in classes}
+    seconds = []
+    with atomic_output(out) as tmp:
+        write_copick_config(
+            tmp / "copick_config.json",
+            classes,
+            name="synthetic-czii",
+            description=f"Synthetic CZII-like tomograms: {runs} runs of {shape}, seed {seed}",
+        )
+        for i in tqdm(range(runs), desc="synthetic tomograms", unit="run", disable=not progress):
+            start = time.perf_counter()
+            run = f"{run_prefix}{i:03d}"
+            volumes, objects = synthesize_run(seed, i, shape, voxel_spacing, classes, placement, distractors, imaging)
+            tomo_dir = tmp / "static" / "ExperimentRuns" / run / spacing_folder(folder_spacing)
+            for tomo_type in TOMO_TYPES:
+                write_zarr_tomogram(tomo_dir / f"{tomo_type}.zarr", volumes[tomo_type], voxel_spacing)
+            picks_dir = tmp / "overlay" / "ExperimentRuns" / run / "Picks"
+            for c in classes:
+                mine = [o for o in objects if o.kind == c.name]
+                centres = np.array([o.centre_zyx for o in mine]).reshape(-1, 3)
+                rotations = np.array([o.rotation for o in mine]).reshape(-1, 3, 3)
+                write_picks_json(
+                    picks_dir / picks_file_name(c.name, picks_naming),
+                    c.name,
+                    run,
+                    voxel_to_angstrom(centres, voxel_spacing),
+                    voxel_spacing,
+                    rotations,
+                )
+                counts[c.name] += len(mine)
+            seconds.append(time.perf_counter() - start)
+    return {"runs": runs, "shape": list(shape), "seconds_per_run": seconds, "particles": counts}

@@ -1,0 +1,160 @@
+"""params.yaml -> one typed, frozen settings object. The only module that reads params.yaml.
+
+Each section is a dataclass; unknown or missing keys are errors so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from src.errors import UserError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsError(UserError):
+    """params.yaml does not match the expected sections and keys."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str
+    copick_config: str | None
+    portal_dataset: int
+    portal_dir: str
+    tomo_type: str
+    voxel_spacing: float
+    picks_user: str | None
+    out: str
+
+
+@dataclass(frozen=True)
+class ClassParams:
+    weights: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PlacementParams:
+    counts: dict[str, float]
+    count_scale: float
+    min_per_class: int
+    min_gap: float
+    edge_margin: float
+
+
+@dataclass(frozen=True)
+class DistractorParams:
+    vesicles: float
+    vesicle_radius: tuple[float, float]
+    membrane_thickness: float
+    blobs: float
+    blob_radius: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ImagingParams:
+    ctf: bool
+    voltage_kv: float
+    defocus_um: float
+    spherical_aberration_mm: float
+    amplitude_contrast: float
+    bfactor: float
+    tilt_range_deg: float
+    snr: float
+    denoise_sigma: float
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    runs: int
+    shape: tuple[int, int, int]
+    voxel_spacing: float
+    seed: int
+    run_prefix: str
+    picks_naming: str
+    placement: PlacementParams
+    distractors: DistractorParams
+    imaging: ImagingParams
+
+
+@dataclass(frozen=True)
+class MaskParams:
+    label_radius_fraction: float
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    seed: int
+    test_runs: int
+    runs_per_sample: int
+    val_fraction: float
+    out: str
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    classes: ClassParams
+    synth: SynthParams
+    masks: MaskParams
+    split: SplitParams
+
+
+def _build(cls, raw, where: str):
+    """Recursively turn a dict into the dataclass `cls`, checking keys and coercing simple types."""
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(raw, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {raw!r}")
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(names))
+        missing = [n for n in names if n not in raw]
+        if unknown or missing:
+            raise ParamsError(f"{where}: unknown keys {unknown}, missing keys {missing}")
+        return cls(**{n: _build(hints[n], raw[n], f"{where}.{n}") for n in names})
+    origin = typing.get_origin(cls)
+    args = typing.get_args(cls)
+    if origin in (typing.Union, types.UnionType):
+        if raw is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _build(inner, raw, where)
+    if origin is tuple:
+        if not isinstance(raw, list | tuple) or len(raw) != len(args):
+            raise ParamsError(f"{where}: expected a list of {len(args)} values, got {raw!r}")
+        return tuple(_build(a, v, where) for a, v in zip(args, raw, strict=True))
+    if origin is dict:
+        if not isinstance(raw, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {raw!r}")
+        return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in raw.items()}
+    if cls is bool:
+        if not isinstance(raw, bool):
+            raise ParamsError(f"{where}: expected true or false, got {raw!r}")
+        return raw
+    if cls in (int, float, str):
+        try:
+            value = cls(raw)
+        except (TypeError, ValueError):
+            raise ParamsError(f"{where}: expected {cls.__name__}, got {raw!r}") from None
+        if cls is int and isinstance(raw, float) and raw != value:
+            raise ParamsError(f"{where}: expected an integer, got {raw!r}")
+        return value
+    raise ParamsError(f"{where}: unsupported type {cls}")
+
+
+def parse_params(raw: dict) -> Params:
+    return _build(Params, raw, "params")
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run from the repository root")
+    with path.open() as f:
+        return parse_params(yaml.safe_load(f))

@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny synthetic copick projects made by the project's own generator."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from src.classes import CZII_CLASSES
+from src.data.synth import synthesize_project
+from src.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_SHAPE = (32, 64, 64)
+
+
+@pytest.fixture(scope="session")
+def params():
+    return load_params(REPO / "params.yaml")
+
+
+def make_project(out: Path, params, runs: int = 2, seed: int = 0, picks_naming: str = "competition", **imaging):
+    s = params.synth
+    return synthesize_project(
+        out,
+        runs,
+        TINY_SHAPE,
+        seed,
+        s.voxel_spacing,
+        params.data.voxel_spacing,
+        CZII_CLASSES,
+        s.placement,
+        s.distractors,
+        dataclasses.replace(s.imaging, **imaging),
+        s.run_prefix,
+        picks_naming,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory, params) -> Path:
+    """Two 32 x 64 x 64 runs in the competition's layout."""
+    out = tmp_path_factory.mktemp("synth") / "project"
+    make_project(out, params)
+    return out
