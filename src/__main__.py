@@ -230,6 +230,34 @@ def models(
 
 
 @app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="Checkpoint file (from training).")],
+    out: Annotated[Path, typer.Option(help="Submission CSV to write (id,experiment,particle_type,x,y,z).")],
+    copick: Annotated[Path | None, typer.Option(help="A copick project folder or its config.")] = None,
+    runs: Annotated[str | None, typer.Option(help="With --copick: comma-separated runs (default: all).")] = None,
+    tomogram: Annotated[Path | None, typer.Option(help="A single tomogram (.mrc or .zarr) instead of --copick.")] = None,
+    picks_to_copick: Annotated[
+        bool, typer.Option("--picks-to-copick", help="Also write copick picks (predict_0_<object>.json) to the overlay.")
+    ] = False,
+    tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+):
+    """Pick particles in tomograms with a trained checkpoint and write the Kaggle submission CSV."""
+    from src.data.copick_io import CopickProject, read_tomogram_file
+    from src.inference.predict import run_predict
+
+    if (copick is None) == (tomogram is None):
+        raise UserError("give exactly one of --copick and --tomogram")
+    p = load_params()
+    project = CopickProject(_config_path(copick), p.classes.weights, p.data.picks_user) if copick else None
+    tomo = read_tomogram_file(tomogram) if tomogram else None
+    names = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
+    points = run_predict(
+        model, p, out, project=project, runs=names, tomogram=tomo, tomo_type=tomo_type, picks_to_copick=picks_to_copick
+    )
+    typer.echo(f"wrote {out}: {len(points)} points")
+
+
+@app.command()
 def profile(
     name: Annotated[str, typer.Argument(help="A profile in profiles/: demo (default) or paper.")],
 ):

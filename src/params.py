@@ -46,6 +46,7 @@ class PlacementParams:
     min_per_class: int
     min_gap: float
     edge_margin: float
+    cluster_fraction: float
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,25 @@ class SplitParams:
 
 
 @dataclass(frozen=True)
+class PredictParams:
+    overlap: float
+    sw_batch_size: int
+    slab_depth: int
+    tta_flips: str
+    default_threshold: float
+    min_blob_fraction: float
+    max_blob_fraction: float
+    threshold_grid: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     classes: ClassParams
     synth: SynthParams
     masks: MaskParams
     split: SplitParams
+    predict: PredictParams
 
 
 def _build(cls, raw, where: str):

@@ -16,7 +16,7 @@ from src.classes import CZII_CLASSES, ParticleClass
 from src.errors import DataError, UserError
 from src.metric import ClassScore, ScoreResult, fbeta_score, match_counts, read_points_csv
 
-TS_73_6 = Path("/work/shared/data/ts_73_6_ground_truth.csv")
+TS_73_6 = Path(__file__).parent / "data" / "ts_73_6_ground_truth.csv"
 COLUMNS = ["experiment", "particle_type", "x", "y", "z"]
 
 

@@ -4,7 +4,8 @@ Each tomogram is made in steps, each with its parameters in params.yaml (`synth:
 
 1. Placement: per-class counts from the paper's Table 2 (per 184 x 630 x 630 tomogram), scaled to the volume and by
    `count_scale`, Poisson-drawn; particles, vesicles and blobs are placed largest first at uniform random positions,
-   rejected when closer than the sum of radii plus `min_gap` to anything already placed (no overlap).
+   rejected when closer than the sum of radii plus `min_gap` to anything already placed (no overlap); a
+   `cluster_fraction` of particles is placed next to one of their own class, as real particles aggregate.
 2. Particles: each class has a 3-D density built from a few soft ellipsoid "lobes" in units of its radius
    (`PARTICLE_SHAPES`): hollow shells for apo-ferritin and the VLP capsid, two lobes for the ribosome, an elongated
    dimer for thyroglobulin, four lobes for beta-galactosidase, a compact body for beta-amylase. Each particle gets a
@@ -120,9 +121,14 @@ def _place(
     wanted: list[tuple[str, float]],
     gap: float,
     margin: float,
+    cluster_fraction: float = 0.0,
     attempts: int = 200,
 ) -> list[PlacedObject]:
-    """Random non-overlapping placement, largest first; an object that finds no room after `attempts` is skipped."""
+    """Random non-overlapping placement, largest first; an object that finds no room after `attempts` is skipped.
+
+    With probability `cluster_fraction` a particle is tried next to one of its own class already placed (a shell
+    between touching and one radius apart), since real particles aggregate; distractors are placed uniformly.
+    """
     placed: list[PlacedObject] = []
     centres = np.empty((0, 3))
     radii = np.empty(0)
@@ -133,8 +139,17 @@ def _place(
         high = np.array(shape, dtype=float) - 1 - inset
         if np.any(high < low):
             continue
+        kin = [o for o in placed if o.kind == kind and kind not in ("vesicle", "blob")]
         for _ in range(attempts):
-            c = rng.uniform(low, high)
+            if kin and rng.random() < cluster_fraction:
+                anchor = kin[int(rng.integers(len(kin)))]
+                direction = rng.normal(size=3)
+                distance = anchor.radius + radius + gap + rng.uniform(0, radius)
+                c = anchor.centre_zyx + direction / np.linalg.norm(direction) * distance
+                if np.any(c < low) or np.any(c > high):
+                    continue
+            else:
+                c = rng.uniform(low, high)
             if len(radii) == 0 or np.all(np.linalg.norm(centres - c, axis=1) >= radii + radius + gap):
                 placed.append(PlacedObject(kind, c, radius, Rotation.random(rng=rng).as_matrix()))
                 centres = np.vstack([centres, c])
@@ -230,7 +245,8 @@ def draw_objects(
         wanted.append(("vesicle", rng.uniform(*distractors.vesicle_radius) / voxel_spacing))
     for _ in range(int(rng.poisson(distractors.blobs * volume_ratio))):
         wanted.append(("blob", rng.uniform(*distractors.blob_radius) / voxel_spacing))
-    return _place(rng, shape, wanted, placement.min_gap / voxel_spacing, placement.edge_margin)
+    gap = placement.min_gap / voxel_spacing
+    return _place(rng, shape, wanted, gap, placement.edge_margin, placement.cluster_fraction)
 
 
 def _object_lobes(obj: PlacedObject, membrane_thickness_vox: float, rng: np.random.Generator) -> tuple[Lobe, ...]:

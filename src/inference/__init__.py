@@ -1,0 +1,1 @@
+"""Inference: checkpoints that carry their own plan, whole-tomogram prediction, points and threshold tuning."""

@@ -1,0 +1,103 @@
+"""Checkpoints that carry their own plan (as nnU-Net does): everything inference needs besides the tomogram.
+
+A checkpoint is one torch file holding a plain dict: the model name and constructor config, the weights, the
+particle classes, the voxel spacing (Angstrom) and patch size it was trained at, the per-class probability
+thresholds, the input normalisation, and free-form `extra` (e.g. training history). It is loaded with
+`weights_only=True`, so only plain python types and tensors are allowed in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from src.atomic import atomic_output
+from src.classes import ParticleClass
+from src.errors import DataError
+from src.models import model_from_config
+
+FORMAT = "czii-picker-checkpoint"
+VERSION = 1
+NORMALIZATION = "zscore per volume"
+
+
+def _class_dict(c: ParticleClass) -> dict:
+    d = dataclasses.asdict(c)
+    d["color"] = list(c.color)
+    return d
+
+
+def _class_from_dict(d: dict) -> ParticleClass:
+    return ParticleClass(**{**d, "color": tuple(d["color"])})
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    *,
+    model_name: str,
+    classes: tuple[ParticleClass, ...],
+    voxel_spacing: float,
+    patch_size: tuple[int, int, int],
+    thresholds: dict[str, float],
+    extra: dict | None = None,
+) -> None:
+    """Write a checkpoint atomically (a crash never leaves a half-written file under `path`)."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_name": model_name,
+        "model_config": model.config,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "classes": [_class_dict(c) for c in classes],
+        "voxel_spacing": float(voxel_spacing),
+        "patch_size": [int(s) for s in patch_size],
+        "thresholds": {str(k): float(v) for k, v in thresholds.items()},
+        "normalization": NORMALIZATION,
+        "extra": dict(extra or {}),
+    }
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged or foreign file
+        raise DataError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DataError(f"{path}: not a checkpoint written by this project (no '{FORMAT}' marker)")
+    if payload.get("version") != VERSION:
+        raise DataError(f"{path}: checkpoint version {payload.get('version')} is not the supported {VERSION}")
+    return payload
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model on `device` in eval mode, meta). meta has every saved field but the weights; classes as ParticleClass."""
+    path = Path(path)
+    payload = _read(path)
+    try:
+        model = model_from_config(payload["model_config"])
+        model.load_state_dict(payload["state_dict"])
+        classes = tuple(_class_from_dict(d) for d in payload["classes"])
+    except Exception as err:
+        raise DataError(f"{path}: the checkpoint's model or classes do not load ({type(err).__name__}: {err})") from None
+    model.to(device).eval()
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    meta["classes"] = classes
+    meta["patch_size"] = tuple(meta["patch_size"])
+    return model, meta
+
+
+def update_thresholds(path: str | Path, thresholds: dict[str, float]) -> None:
+    """Replace the per-class thresholds stored in a checkpoint (atomically), keeping everything else."""
+    path = Path(path)
+    payload = _read(path)
+    payload["thresholds"] = {**payload["thresholds"], **{str(k): float(v) for k, v in thresholds.items()}}
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)

@@ -1,0 +1,247 @@
+"""Whole-tomogram inference: MONAI Gaussian sliding windows over z-slabs, reduced to one class map per tomogram.
+
+Memory: a 184 x 630 x 630 tomogram's 7 float32 probability maps alone take 2 GB. Here the volume is processed in
+z-slabs of `slab_depth` rows; each slab's input is extended by exactly the sliding windows that touch its rows,
+laid on the same grid as a whole-volume pass, so every kept voxel is blended from the same windows with the same
+Gaussian weights as without slabs (no seams, identical up to float rounding). Each slab's softmax is reduced at
+once to the argmax class (uint8) and its probability (float16); only those two maps are kept for the volume.
+The cost is re-evaluating the window rows that straddle slab boundaries (about one row per boundary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.inferers import sliding_window_inference
+from tqdm.auto import tqdm
+
+from src.atomic import atomic_output
+from src.data.copick_io import CopickProject, Tomogram, picks_file_name, write_picks_json
+from src.errors import UserError
+from src.inference.checkpoint import NORMALIZATION, load_checkpoint
+from src.inference.points import blob_size_bounds, maps_to_points
+from src.params import Params, PredictParams
+
+SUBMISSION_COLUMNS = ["id", "experiment", "particle_type", "x", "y", "z"]
+PICKS_USER = "predict"
+PICKS_SESSION = "0"
+SPACING_TOLERANCE = 0.01  # relative; a larger mismatch means the model would see particles at the wrong size
+AXES = {"z": 2, "y": 3, "x": 4}
+
+
+@dataclass
+class ClassMaps:
+    """Argmax class (0 = background) and its softmax probability per voxel, (z, y, x), at the true spacing (A)."""
+
+    label: np.ndarray  # uint8
+    prob: np.ndarray  # float16
+    voxel_spacing: float
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def window_starts(size: int, roi: int, overlap: float) -> list[int]:
+    """Window starts along one axis exactly as MONAI's `dense_patch_slices` lays them (size > roi)."""
+    interval = max(int(roi * (1 - overlap)), 1)
+    n = next(d for d in range(size) if d * interval + roi >= size)
+    return [i * interval - max(i * interval + roi - size, 0) for i in range(n + 1)]
+
+
+def plan_slabs(depth: int, roi: int, overlap: float, slab_depth: int) -> list[tuple[int, int, int, int]]:
+    """(input start, input stop, kept start, kept stop) rows per slab; the input covers the windows touching the kept rows."""
+    if slab_depth < 1:
+        raise UserError(f"predict.slab_depth must be >= 1, got {slab_depth}")
+    if depth <= roi:
+        return [(0, depth, 0, depth)]
+    starts = window_starts(depth, roi, overlap)
+    slabs = []
+    for c0 in range(0, depth, slab_depth):
+        c1 = min(c0 + slab_depth, depth)
+        touching = [s for s in starts if s < c1 and s + roi > c0]
+        slabs.append((touching[0], touching[-1] + roi, c0, c1))
+    return slabs
+
+
+def _predictor(model: torch.nn.Module, flips: str, device: torch.device):
+    dims = [AXES[a] for a in flips]
+    amp = device.type == "cuda"
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            prob = torch.softmax(model(x).float(), dim=1)
+            for d in dims:
+                prob += torch.softmax(model(x.flip(d)).float(), dim=1).flip(d)
+        return prob / (1 + len(dims))
+
+    return predict
+
+
+def predict_volume(
+    model: torch.nn.Module,
+    volume: np.ndarray,
+    patch_size: tuple[int, int, int],
+    voxel_spacing: float,
+    params: PredictParams,
+    progress: bool = True,
+) -> ClassMaps:
+    """Class maps of a (z, y, x) volume; z-scored over the whole volume (as in training), model on its own device."""
+    flips = params.tta_flips
+    if any(a not in AXES for a in flips) or len(set(flips)) != len(flips):
+        raise UserError(f"predict.tta_flips must be distinct letters among 'zyx', got '{flips}'")
+    device = next(model.parameters()).device
+    mean = float(volume.mean(dtype=np.float64))
+    std = float(volume.std(dtype=np.float64)) or 1.0
+    label = np.zeros(volume.shape, dtype=np.uint8)
+    prob = np.zeros(volume.shape, dtype=np.float16)
+    predictor = _predictor(model, flips, device)
+    slabs = plan_slabs(volume.shape[0], patch_size[0], params.overlap, params.slab_depth)
+    model.eval()
+    with torch.inference_mode():
+        for a, b, c0, c1 in tqdm(slabs, desc="slabs", unit="slab", disable=not progress, leave=False):
+            x = torch.from_numpy(((volume[a:b] - mean) / std).astype(np.float32, copy=False))[None, None].to(device)
+            out = sliding_window_inference(
+                x, patch_size, params.sw_batch_size, predictor, overlap=params.overlap, mode="gaussian"
+            )
+            p, lab = out[0, :, c0 - a : c1 - a].max(dim=0)
+            del out
+            label[c0:c1] = lab.to(torch.uint8).cpu().numpy()
+            prob[c0:c1] = p.clamp(0, 1).to(torch.float16).cpu().numpy()
+    return ClassMaps(label, prob, voxel_spacing)
+
+
+def predict_tomogram(model: torch.nn.Module, meta: dict, tomo: Tomogram, params: PredictParams, progress=True):
+    """Class maps of a tomogram with a loaded checkpoint; a voxel spacing off the checkpoint's by >1 % is an error."""
+    trained = float(meta["voxel_spacing"])
+    if abs(tomo.voxel_spacing - trained) > SPACING_TOLERANCE * trained:
+        raise UserError(
+            f"tomogram {tomo.name or ''} has voxel spacing {tomo.voxel_spacing:g} A but the model was trained at "
+            f"{trained:g} A; resample the tomogram (predict does not rescale)"
+        )
+    if meta.get("normalization", NORMALIZATION) != NORMALIZATION:
+        raise UserError(f"checkpoint normalisation '{meta['normalization']}' is not supported")
+    return predict_volume(model, tomo.data, tuple(meta["patch_size"]), tomo.voxel_spacing, params, progress)
+
+
+def thresholds_for(meta: dict, params: PredictParams) -> dict[str, float]:
+    saved = meta.get("thresholds") or {}
+    return {c.name: float(saved.get(c.name, params.default_threshold)) for c in meta["classes"]}
+
+
+def points_of_maps(maps: ClassMaps, meta: dict, run: str, params: Params, thresholds=None) -> pd.DataFrame:
+    """Points of one run's maps with the checkpoint's classes and thresholds (or `thresholds`) and params' bounds."""
+    classes = meta["classes"]
+    lo, hi = blob_size_bounds(
+        classes,
+        maps.voxel_spacing,
+        params.masks.label_radius_fraction,
+        params.predict.min_blob_fraction,
+        params.predict.max_blob_fraction,
+    )
+    return maps_to_points(maps, classes, thresholds or thresholds_for(meta, params.predict), lo, hi, run)
+
+
+def _loaded(checkpoint, device=None):
+    if isinstance(checkpoint, tuple):
+        return checkpoint
+    return load_checkpoint(checkpoint, device or default_device())
+
+
+def predict_run_maps(
+    checkpoint, project: CopickProject, runs, tomo_type: str, folder_spacing: float, params: Params, progress=True
+) -> dict[str, ClassMaps]:
+    """Class maps per run (for threshold tuning); `checkpoint` is a path or a loaded (model, meta)."""
+    model, meta = _loaded(checkpoint)
+    maps = {}
+    for run in tqdm(list(runs), desc="tomograms", unit="run", disable=not progress):
+        tomo = project.tomogram(run, tomo_type, folder_spacing)
+        maps[run] = predict_tomogram(model, meta, tomo, params.predict, progress)
+    return maps
+
+
+def predict_runs(
+    checkpoint,
+    project: CopickProject,
+    runs,
+    tomo_type: str,
+    folder_spacing: float,
+    params: Params,
+    progress: bool = True,
+    thresholds: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """Predicted points (experiment, particle_type, x, y, z in A) of copick runs; `checkpoint`: path or (model, meta)."""
+    model, meta = _loaded(checkpoint)
+    frames = []
+    for run in tqdm(list(runs), desc="tomograms", unit="run", disable=not progress):
+        tomo = project.tomogram(run, tomo_type, folder_spacing)
+        maps = predict_tomogram(model, meta, tomo, params.predict, progress)
+        frames.append(points_of_maps(maps, meta, run, params, thresholds))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_submission(points: pd.DataFrame, path: str | Path) -> None:
+    """The Kaggle CSV (id, experiment, particle_type, x, y, z), written atomically."""
+    frame = points[SUBMISSION_COLUMNS[1:]].reset_index(drop=True)
+    frame.insert(0, "id", range(len(frame)))
+    with atomic_output(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_copick_picks(project: CopickProject, points: pd.DataFrame, classes, voxel_spacing: dict[str, float]) -> int:
+    """Copick picks files `predict_0_<object>.json` per run and class in the project's overlay; returns files written."""
+    written = 0
+    for run, spacing in voxel_spacing.items():
+        folder = project.overlay_root / "ExperimentRuns" / run / "Picks"
+        mine = points.loc[points["experiment"] == run]
+        for c in classes:
+            xyz = mine.loc[mine["particle_type"] == c.name, ["x", "y", "z"]].to_numpy()
+            name = picks_file_name(c.name, "copick", PICKS_USER, PICKS_SESSION)
+            write_picks_json(folder / name, c.name, run, xyz, spacing, user_id=PICKS_USER, session_id=PICKS_SESSION)
+            written += 1
+    return written
+
+
+def run_predict(
+    checkpoint: str | Path,
+    params: Params,
+    out: str | Path,
+    *,
+    project: CopickProject | None = None,
+    runs: list[str] | None = None,
+    tomogram: Tomogram | None = None,
+    tomo_type: str | None = None,
+    picks_to_copick: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The `predict` command: points of copick runs or of one tomogram -> submission CSV (and copick picks)."""
+    if (project is None) == (tomogram is None):
+        raise UserError("give exactly one of --copick and --tomogram")
+    if picks_to_copick and project is None:
+        raise UserError("--picks-to-copick needs --copick (a single tomogram has no copick project)")
+    model, meta = load_checkpoint(checkpoint, default_device())
+    frames, spacings = [], {}
+    if tomogram is not None:
+        maps = predict_tomogram(model, meta, tomogram, params.predict, progress)
+        frames.append(points_of_maps(maps, meta, tomogram.name, params))
+    else:
+        names = runs or project.run_names()
+        unknown = sorted(set(names) - set(project.run_names()))
+        if unknown:
+            raise UserError(f"run {unknown[0]} is not in the copick project {project.config_path}")
+        for run in tqdm(names, desc="tomograms", unit="run", disable=not progress):
+            tomo = project.tomogram(run, tomo_type or params.data.tomo_type, params.data.voxel_spacing)
+            maps = predict_tomogram(model, meta, tomo, params.predict, progress)
+            frames.append(points_of_maps(maps, meta, run, params))
+            spacings[run] = tomo.voxel_spacing
+    points = pd.concat(frames, ignore_index=True)
+    write_submission(points, out)
+    if picks_to_copick:
+        write_copick_picks(project, points, meta["classes"], spacings)
+    return points
+
+
