@@ -235,9 +235,9 @@ def predict(
     out: Annotated[Path, typer.Option(help="Submission CSV to write (id,experiment,particle_type,x,y,z).")],
     copick: Annotated[Path | None, typer.Option(help="A copick project folder or its config.")] = None,
     runs: Annotated[str | None, typer.Option(help="With --copick: comma-separated runs (default: all).")] = None,
-    tomogram: Annotated[Path | None, typer.Option(help="A single tomogram (.mrc or .zarr) instead of --copick.")] = None,
+    tomogram: Annotated[Path | None, typer.Option(help="One tomogram (.mrc or .zarr) instead of --copick.")] = None,
     picks_to_copick: Annotated[
-        bool, typer.Option("--picks-to-copick", help="Also write copick picks (predict_0_<object>.json) to the overlay.")
+        bool, typer.Option("--picks-to-copick", help="Also write copick picks predict_0_<object>.json.")
     ] = False,
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
 ):
@@ -255,6 +255,36 @@ def predict(
         model, p, out, project=project, runs=names, tomogram=tomo, tomo_type=tomo_type, picks_to_copick=picks_to_copick
     )
     typer.echo(f"wrote {out}: {len(points)} points")
+
+
+@app.command()
+def train(
+    cell: Annotated[str | None, typer.Option(help="A cell name such as unet_se-c16-p128-s1.")] = None,
+    model: Annotated[str | None, typer.Option(help="unet, unet_ag, unet_se or unet_cbam (instead of --cell).")] = None,
+    channels: Annotated[str | None, typer.Option(help="Channel config key: c16 or c32.")] = None,
+    patch: Annotated[str | None, typer.Option(help="Patch size key: p64, p96 or p128.")] = None,
+    sample: Annotated[str | None, typer.Option(help="Data sample: s1 or s2.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the last epoch checkpoint of an interrupted run.")
+    ] = False,
+):
+    """Train one grid cell (DVC stage train@<cell>): fit, validate, tune thresholds, test, log to MLflow."""
+    from src.training.cells import Cell
+    from src.training.train import train_cell
+
+    if cell is not None:
+        if any(v is not None for v in (model, channels, patch, sample)):
+            raise UserError("give either --cell or --model/--channels/--patch/--sample, not both")
+        chosen = Cell.parse(cell)
+    elif None in (model, channels, patch, sample):
+        raise UserError("give --cell NAME, or all of --model, --channels, --patch and --sample")
+    else:
+        chosen = Cell(model, channels, patch, sample)
+    record = train_cell(chosen, load_params(), resume=resume)
+    typer.echo(
+        f"{chosen.name}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "
+        f"{record['train_minutes']:.1f} min; MLflow run {record['mlflow_run_id']}"
+    )
 
 
 @app.command()

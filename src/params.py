@@ -111,6 +111,50 @@ class PredictParams:
 
 
 @dataclass(frozen=True)
+class AugmentParams:
+    background_ratio: float
+    flip_prob: float
+    rotate90_prob: float
+    affine_prob: float
+    rotate_deg: float
+    scale: float
+    intensity_shift: float
+    intensity_prob: float
+    noise_std: float
+    noise_prob: float
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    channels: dict[str, tuple[int, int, int, int]]
+    patches: dict[str, tuple[int, int, int]]
+    num_res_units: int
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    lr: float
+    tversky_alpha: float
+    tversky_beta: float
+    val_every: int
+    seed: int
+    amp: bool
+    augment: AugmentParams
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    metrics_dir: str
+    out: str
+    alpha: float
+    confidence: float
+    min_pairs: int
+    bootstrap_resamples: int
+    bootstrap_method: str
+    bootstrap_seed: int
+    decimals: int
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     classes: ClassParams
@@ -118,6 +162,8 @@ class Params:
     masks: MaskParams
     split: SplitParams
     predict: PredictParams
+    report: ReportParams
+    train: TrainParams
 
 
 def _build(cls, raw, where: str):

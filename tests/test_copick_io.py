@@ -134,3 +134,13 @@ def test_cli_bad_input_is_one_sentence_not_a_traceback(project):
     assert result.stderr.strip().startswith("error: ") and "ribosome.json" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (project / "x.png").exists()
+
+
+def test_predicted_picks_are_never_read_as_ground_truth(project):
+    before = _read(project)
+    src = project / PICKS / "ribosome.json"
+    shutil.copy(src, project / PICKS / "predict_0_ribosome.json")
+    pd.testing.assert_frame_equal(_read(project), before)
+    with_predictions = CopickProject(project / "copick_config.json", picks_user="predict").picks(RUN)
+    n = (before.particle_type == "ribosome").sum()
+    assert (with_predictions.particle_type == "ribosome").sum() == 2 * n  # asked for by name, they are read

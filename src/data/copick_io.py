@@ -29,6 +29,8 @@ from src.classes import ParticleClass, by_name, classes_from_copick
 from src.errors import DataError
 
 PICK_COLUMNS = ["experiment", "particle_type", "x", "y", "z"]
+# `predict --picks-to-copick` writes picks under this copick user; they are never read back as ground truth.
+PREDICTION_USER = "predict"
 # The folder name is a rounded spacing (the CZII data say 10.000 for 10.012444 A); allow that much disagreement.
 SPACING_TOLERANCE = 0.01
 
@@ -348,6 +350,8 @@ class CopickProject:
         frames = []
         for path in self.picks_files(run):
             object_name, user = _object_of_picks_file(path, set(known))
+            if user == PREDICTION_USER and self.picks_user != PREDICTION_USER:
+                continue
             if self.picks_user is not None and user not in (None, self.picks_user):
                 continue
             declared, xyz = read_picks_json(path, run)

@@ -46,7 +46,7 @@ def _link_external(config_path: Path, out: Path) -> None:
 def validate_project(project: CopickProject, tomo_type: str, voxel_spacing: float, progress: bool = True) -> dict:
     """Read every run's tomogram and picks (raising DataError on the first problem); a summary per run."""
     runs = {}
-    for run in tqdm(project.run_names(), desc="checking runs", unit="run", disable=not progress):
+    for run in tqdm(project.run_names(), desc="checking runs", unit="run", disable=None if progress else True):
         tomo = project.tomogram(run, tomo_type, voxel_spacing)
         picks = project.picks(run, tomo)
         runs[run] = {

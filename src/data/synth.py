@@ -309,7 +309,7 @@ def synthesize_project(
             name="synthetic-czii",
             description=f"Synthetic CZII-like tomograms: {runs} runs of {shape}, seed {seed}",
         )
-        for i in tqdm(range(runs), desc="synthetic tomograms", unit="run", disable=not progress):
+        for i in tqdm(range(runs), desc="synthetic tomograms", unit="run", disable=None if progress else True):
             start = time.perf_counter()
             run = f"{run_prefix}{i:03d}"
             volumes, objects = synthesize_run(seed, i, shape, voxel_spacing, classes, placement, distractors, imaging)

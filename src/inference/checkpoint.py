@@ -86,7 +86,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         model.load_state_dict(payload["state_dict"])
         classes = tuple(_class_from_dict(d) for d in payload["classes"])
     except Exception as err:
-        raise DataError(f"{path}: the checkpoint's model or classes do not load ({type(err).__name__}: {err})") from None
+        raise DataError(f"{path}: the checkpoint's model or classes do not load ({type(err).__name__})") from None
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     meta["classes"] = classes

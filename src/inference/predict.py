@@ -20,14 +20,14 @@ from monai.inferers import sliding_window_inference
 from tqdm.auto import tqdm
 
 from src.atomic import atomic_output
-from src.data.copick_io import CopickProject, Tomogram, picks_file_name, write_picks_json
+from src.data.copick_io import PREDICTION_USER, CopickProject, Tomogram, picks_file_name, write_picks_json
 from src.errors import UserError
 from src.inference.checkpoint import NORMALIZATION, load_checkpoint
 from src.inference.points import blob_size_bounds, maps_to_points
 from src.params import Params, PredictParams
 
 SUBMISSION_COLUMNS = ["id", "experiment", "particle_type", "x", "y", "z"]
-PICKS_USER = "predict"
+PICKS_USER = PREDICTION_USER
 PICKS_SESSION = "0"
 SPACING_TOLERANCE = 0.01  # relative; a larger mismatch means the model would see particles at the wrong size
 AXES = {"z": 2, "y": 3, "x": 4}
@@ -54,7 +54,7 @@ def window_starts(size: int, roi: int, overlap: float) -> list[int]:
 
 
 def plan_slabs(depth: int, roi: int, overlap: float, slab_depth: int) -> list[tuple[int, int, int, int]]:
-    """(input start, input stop, kept start, kept stop) rows per slab; the input covers the windows touching the kept rows."""
+    """(input start, input stop, kept start, kept stop) rows per slab; input = windows touching kept rows."""
     if slab_depth < 1:
         raise UserError(f"predict.slab_depth must be >= 1, got {slab_depth}")
     if depth <= roi:
@@ -103,7 +103,7 @@ def predict_volume(
     slabs = plan_slabs(volume.shape[0], patch_size[0], params.overlap, params.slab_depth)
     model.eval()
     with torch.inference_mode():
-        for a, b, c0, c1 in tqdm(slabs, desc="slabs", unit="slab", disable=not progress, leave=False):
+        for a, b, c0, c1 in tqdm(slabs, desc="slabs", unit="slab", disable=None if progress else True, leave=False):
             x = torch.from_numpy(((volume[a:b] - mean) / std).astype(np.float32, copy=False))[None, None].to(device)
             out = sliding_window_inference(
                 x, patch_size, params.sw_batch_size, predictor, overlap=params.overlap, mode="gaussian"
@@ -120,7 +120,7 @@ def predict_tomogram(model: torch.nn.Module, meta: dict, tomo: Tomogram, params:
     trained = float(meta["voxel_spacing"])
     if abs(tomo.voxel_spacing - trained) > SPACING_TOLERANCE * trained:
         raise UserError(
-            f"tomogram {tomo.name or ''} has voxel spacing {tomo.voxel_spacing:g} A but the model was trained at "
+            f"tomogram '{tomo.name}' has voxel spacing {tomo.voxel_spacing:g} A but the model was trained at "
             f"{trained:g} A; resample the tomogram (predict does not rescale)"
         )
     if meta.get("normalization", NORMALIZATION) != NORMALIZATION:
@@ -158,7 +158,7 @@ def predict_run_maps(
     """Class maps per run (for threshold tuning); `checkpoint` is a path or a loaded (model, meta)."""
     model, meta = _loaded(checkpoint)
     maps = {}
-    for run in tqdm(list(runs), desc="tomograms", unit="run", disable=not progress):
+    for run in tqdm(list(runs), desc="tomograms", unit="run", disable=None if progress else True):
         tomo = project.tomogram(run, tomo_type, folder_spacing)
         maps[run] = predict_tomogram(model, meta, tomo, params.predict, progress)
     return maps
@@ -174,10 +174,10 @@ def predict_runs(
     progress: bool = True,
     thresholds: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Predicted points (experiment, particle_type, x, y, z in A) of copick runs; `checkpoint`: path or (model, meta)."""
+    """Predicted points (experiment, particle_type, x, y, z in A) of runs; `checkpoint`: path or (model, meta)."""
     model, meta = _loaded(checkpoint)
     frames = []
-    for run in tqdm(list(runs), desc="tomograms", unit="run", disable=not progress):
+    for run in tqdm(list(runs), desc="tomograms", unit="run", disable=None if progress else True):
         tomo = project.tomogram(run, tomo_type, folder_spacing)
         maps = predict_tomogram(model, meta, tomo, params.predict, progress)
         frames.append(points_of_maps(maps, meta, run, params, thresholds))
@@ -193,7 +193,7 @@ def write_submission(points: pd.DataFrame, path: str | Path) -> None:
 
 
 def write_copick_picks(project: CopickProject, points: pd.DataFrame, classes, voxel_spacing: dict[str, float]) -> int:
-    """Copick picks files `predict_0_<object>.json` per run and class in the project's overlay; returns files written."""
+    """Copick picks files `predict_0_<object>.json` per run and class in the overlay; returns the count."""
     written = 0
     for run, spacing in voxel_spacing.items():
         folder = project.overlay_root / "ExperimentRuns" / run / "Picks"
@@ -233,7 +233,7 @@ def run_predict(
         unknown = sorted(set(names) - set(project.run_names()))
         if unknown:
             raise UserError(f"run {unknown[0]} is not in the copick project {project.config_path}")
-        for run in tqdm(names, desc="tomograms", unit="run", disable=not progress):
+        for run in tqdm(names, desc="tomograms", unit="run", disable=None if progress else True):
             tomo = project.tomogram(run, tomo_type or params.data.tomo_type, params.data.voxel_spacing)
             maps = predict_tomogram(model, meta, tomo, params.predict, progress)
             frames.append(points_of_maps(maps, meta, run, params))
@@ -243,5 +243,3 @@ def run_predict(
     if picks_to_copick:
         write_copick_picks(project, points, meta["classes"], spacings)
     return points
-
-

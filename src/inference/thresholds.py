@@ -30,7 +30,7 @@ def _class_points(maps, label: int, threshold: float, lo: float, hi: float, run:
     mine = maps.label == label
     if not mine.any():
         return pd.DataFrame(columns=["experiment", "particle_type", "x", "y", "z"])
-    idx = np.nonzero(mine.any(axis=(1, 2)))[0], np.nonzero(mine.any(axis=(0, 2)))[0], np.nonzero(mine.any(axis=(0, 1)))[0]
+    idx = [np.nonzero(mine.any(axis=axes))[0] for axes in ((1, 2), (0, 2), (0, 1))]
     box = tuple(slice(i[0], i[-1] + 1) for i in idx)
     image = (mine[box] & (maps.prob[box] >= np.float16(threshold))).astype(np.uint8)
     _, counts, centroids = components(image)
@@ -56,10 +56,10 @@ def tune_thresholds(
     distance_multiplier: float = 0.5,
     default_threshold: float = 0.5,
 ) -> dict[str, float]:
-    """Per class, the `grid` value (e.g. `threshold_grid(params.predict.threshold_grid)`) with the highest F-beta on these runs; ties go to the lower threshold. with the highest F-beta on these runs; ties go to the lower threshold.
+    """Per class, the `grid` value (e.g. `threshold_grid(params.predict.threshold_grid)`) with the best F-beta.
 
-    Every class gets a threshold (weight 0 included); a class with no reference point in these runs cannot be
-    tuned and keeps `default_threshold`.
+    Ties go to the lower threshold. Every class gets a threshold (weight 0 included); a class with no reference
+    point in these runs cannot be tuned and keeps `default_threshold`.
     """
     values = np.sort(np.asarray(grid, dtype=float))
     solution = solution_df.loc[solution_df["experiment"].isin(list(maps_by_run))]

@@ -1,0 +1,123 @@
+"""Where the report's numbers come from: metrics/<cell>.json -> MLflow runs -> one tidy DataFrame (one row per cell).
+
+The metrics files are what DVC's lock refers to, so they decide WHICH runs are read (by `mlflow_run_id`); the values
+are read from those MLflow runs. Runs in the store that no metrics file names are ignored. The paper's published
+Tables 3 and 4 (published_results.csv, a copy kept beside this module) are loaded into the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from src.errors import UserError
+from src.training.cells import PAPER_CHANNELS, PAPER_PATCHES, Cell
+
+PUBLISHED_CSV = Path(__file__).with_name("published_results.csv")
+CLASSES = (
+    "apo-ferritin",
+    "beta-amylase",
+    "beta-galactosidase",
+    "ribosome",
+    "thyroglobulin",
+    "virus-like-particle",
+)
+KEYS = ["cell", "model", "channels", "patch", "sample"]
+VALUES = ["fbeta", "train_minutes", "seconds_per_epoch", "inference_seconds_per_tomogram", "val_best_score"]
+CLASS_COLUMNS = [f"fbeta/{name}" for name in CLASSES]
+
+
+def read_metrics_files(metrics_dir: str | Path) -> list[dict]:
+    """Every metrics/<cell>.json, sorted by cell name; an empty or missing folder is an error."""
+    folder = Path(metrics_dir)
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        raise UserError(
+            f"no cell metrics (*.json) in {folder}/: train some cells first (dvc repro) or pass --metrics-dir"
+        )
+    records = []
+    for path in files:
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path} is not valid JSON ({e})") from None
+        for key in ("cell", "mlflow_run_id"):
+            if key not in record:
+                raise UserError(f"{path} has no '{key}': it was not written by the training stage")
+        record["_path"] = str(path)
+        records.append(record)
+    return records
+
+
+def _metric(run, name: str, where: str) -> float:
+    if name not in run.data.metrics:
+        raise UserError(f"{where} has no metric '{name}': the cell did not finish its test evaluation")
+    return float(run.data.metrics[name])
+
+
+def load_runs(metrics_dir: str | Path, tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per metrics file, with values read from the MLflow run that the file names."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from src.training.tracking import store_dir
+    from src.training.tracking import tracking_uri as default_uri
+
+    records = read_metrics_files(metrics_dir)
+    if tracking_uri is None:
+        if not (store_dir() / "mlflow.db").exists():
+            raise UserError(f"no MLflow store at {store_dir()}: the metrics files name runs that are not there")
+        tracking_uri = default_uri()
+    client = mlflow.MlflowClient(tracking_uri)
+    rows = []
+    for record in records:
+        run_id, where = record["mlflow_run_id"], record["_path"]
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            raise UserError(
+                f"{where} names MLflow run {run_id}, which is not in the store {tracking_uri}: "
+                "re-run that cell (dvc repro -f) or point CRYOET_MLRUNS at the store it was logged to"
+            ) from None
+        cell = Cell.parse(record["cell"])
+        tagged = run.data.tags.get("cell", run.info.run_name)
+        if tagged != cell.name:
+            raise UserError(f"{where} is cell {cell.name} but its MLflow run {run_id} is cell {tagged}")
+        row = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
+        row["sample"] = cell.sample
+        row["fbeta"] = _metric(run, "test_score", f"MLflow run {run_id} ({cell.name})")
+        row["train_minutes"] = _metric(run, "train_minutes", f"MLflow run {run_id} ({cell.name})")
+        for name in VALUES[2:]:
+            row[name] = float(run.data.metrics.get(name, float("nan")))
+        for name in CLASSES:
+            row[f"fbeta/{name}"] = float(run.data.metrics.get(f"test_fbeta/{name}", float("nan")))
+        row["run_id"] = run_id
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    duplicated = frame["cell"][frame["cell"].duplicated()]
+    if len(duplicated):
+        raise UserError(f"more than one metrics file for cell {duplicated.iloc[0]}")
+    return frame.sort_values(["sample", "model", "channels", "patch"]).reset_index(drop=True)
+
+
+def load_published(path: str | Path = PUBLISHED_CSV) -> pd.DataFrame:
+    """The paper's Tables 3 and 4 in the same shape as `load_runs` (keys, fbeta, train_minutes; no per-class scores)."""
+    raw = pd.read_csv(path, dtype={"sample": str, "channels": str, "patch_size": str})
+    channels = {label: key for key, label in PAPER_CHANNELS.items()}
+    patches = {label: key for key, label in PAPER_PATCHES.items()}
+    frame = pd.DataFrame(
+        {
+            "model": raw["model"],
+            "channels": raw["channels"].map(channels),
+            "patch": raw["patch_size"].map(patches),
+            "sample": "s" + raw["sample"],
+            "fbeta": raw["fbeta"].astype(float),
+            "train_minutes": raw["train_minutes"].astype(float),
+        }
+    )
+    if frame[["channels", "patch"]].isna().any().any():
+        raise UserError(f"{path}: a channels or patch_size label is not one of the paper's")
+    frame.insert(0, "cell", [Cell(*r).name for r in frame[["model", "channels", "patch", "sample"]].itertuples(False)])
+    return frame

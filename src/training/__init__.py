@@ -1,0 +1,1 @@
+"""Training: transforms, one grid cell, and the MLflow store."""

@@ -1,0 +1,303 @@
+"""The report stage on a small MLflow store logged through src.training.tracking, against independent numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from scipy import stats as sps
+from typer.testing import CliRunner
+
+from src.errors import UserError
+from src.report import stats
+from src.report.__main__ import app
+from src.report.build import build_report
+from src.report.render import fmt_p
+from src.report.runs import CLASSES, load_published, load_runs
+from src.report.stats import Settings, holm, verdict
+from src.training import tracking
+from src.training.cells import MODELS, Cell, all_cells
+
+REPORT = dataclasses.make_dataclass(
+    "R",
+    [
+        ("alpha", float, 0.05),
+        ("confidence", float, 0.95),
+        ("min_pairs", int, 2),
+        ("bootstrap_resamples", int, 999),
+        ("bootstrap_method", str, "percentile"),
+        ("bootstrap_seed", int, 0),
+        ("decimals", int, 3),
+    ],
+    frozen=True,
+)()
+SHIFT = {"unet": 0.0, "unet_ag": 0.0, "unet_se": 0.06, "unet_cbam": -0.05}  # systematic effect of each model
+PATCH_GAIN = {"p64": 0.0, "p96": 0.03, "p128": 0.08}
+
+
+def log_cell(cell: Cell, score: float, minutes: float, metrics_dir: Path) -> str:
+    """Log one finished cell the way training does: an MLflow run plus metrics/<cell>.json naming it."""
+    tags = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
+    tags |= {"sample": cell.sample, "git_commit": "test", "dvc_stage": f"train@{cell.name}", "data_fingerprint": "x"}
+    per_class = {name: float(np.clip(score + 0.01 * i, 0, 1)) for i, name in enumerate(CLASSES)}
+    with tracking.cell_run(cell.name, tags, {"epochs": 2}) as run:
+        for epoch in range(2):
+            mlflow.log_metrics({"train_loss": 1.0 - 0.1 * epoch, "val_score": score - 0.01}, step=epoch)
+        durations = {"train_minutes": minutes, "seconds_per_epoch": minutes * 30, "inference_seconds_per_tomogram": 2.0}
+        tracking.log_test_result(score, per_class, durations)
+        mlflow.log_metrics({"val_best_score": score - 0.01, "best_epoch": 1})
+        run_id = run.info.run_id
+    record = {
+        "cell": cell.name,
+        "model": cell.model,
+        "channels": cell.channels,
+        "patch": cell.patch,
+        "sample": cell.sample,
+        "channel_sizes": [16, 32, 64, 128],
+        "patch_size": [32, 64, 64],
+        "mlflow_run_id": run_id,
+        "test_score": score,
+        "test_fbeta": per_class,
+        "val_best_score": score - 0.01,
+        "train_minutes": minutes,
+        "seconds_per_epoch": minutes * 30,
+        "inference_seconds_per_tomogram": 2.0,
+    }
+    tracking.write_cell_metrics(metrics_dir / f"{cell.name}.json", record)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store with the full 48-cell grid; returns (root, {cell: (score, minutes)})."""
+    root = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(7)
+    truth = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(tracking.ENV_STORE, str(root / "mlruns"))
+        for cell in all_cells():
+            score = 0.55 + SHIFT[cell.model] + PATCH_GAIN[cell.patch] + rng.normal(0, 0.02)
+            minutes = 10.0 + (2.0 if cell.model != "unet" else 0.0) + rng.normal(0, 0.3)
+            log_cell(cell, round(score, 4), round(minutes, 2), root / "metrics")
+            truth[cell.name] = (round(score, 4), round(minutes, 2))
+        yield root, truth
+
+
+@pytest.fixture
+def env(store, monkeypatch):
+    monkeypatch.setenv(tracking.ENV_STORE, str(store[0] / "mlruns"))
+    return store
+
+
+def md_row(text: str, label: str) -> list[str]:
+    """The cells of the Markdown table row whose first cell is `label`."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == label:
+            return cells
+    raise AssertionError(f"no row '{label}' in\n{text}")
+
+
+def section(text: str, heading: str) -> str:
+    return text.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def pairs(truth: dict, a: str, b: str, value: int = 0) -> np.ndarray:
+    """Independent pairing: b - a over every (channels, patch, sample) of the grid."""
+    return np.array(
+        [
+            truth[Cell(b, c.channels, c.patch, c.sample).name][value] - truth[c.name][value]
+            for c in all_cells()
+            if c.model == a
+        ]
+    )
+
+
+def test_report_numbers_match_independent_computation(env, tmp_path):
+    root, truth = env
+    out = tmp_path / "paper"
+    written = build_report(root / "metrics", out, REPORT)
+    assert {p.name for p in written} >= {"table3.md", "table4.tex", "conclusions.md", "per_class.png"}
+
+    t3 = (out / "table3.md").read_text()
+    row = md_row(t3, "unet_se")  # first unet_se row: c16, p64, sample 1
+    score, minutes = truth["unet_se-c16-p64-s1"]
+    assert row[1:3] == ["16-32-64-128", "32x64x64"]
+    assert row[3] == f"{score:.3f}" and row[4] == "0.595" and row[5] == f"{minutes:.1f}" and row[6] == "150"
+    t4 = (out / "table4.md").read_text()
+    assert md_row(t4, "unet_cbam")[3] == f"{truth['unet_cbam-c16-p64-s2'][0]:.3f}"
+
+    st = (out / "statistics.md").read_text()
+    for model in MODELS:
+        values = [v[0] for k, v in truth.items() if Cell.parse(k).model == model]
+        mean, sd = np.mean(values), np.std(values, ddof=1)
+        assert md_row(section(st, "## Test F-beta per model"), model)[1:] == [f"{mean:.3f} ± {sd:.3f}", "12"]
+
+    p_values = []
+    for model in ("unet_ag", "unet_se", "unet_cbam"):
+        d = pairs(truth, "unet", model)
+        p_values.append(sps.ttest_rel(d, np.zeros_like(d)).pvalue)
+    adjusted = [min(1.0, max((3 - i) * p for i, p in enumerate(sorted(p_values)) if p <= q)) for q in p_values]
+    block = section(st, "## Attention modules against the baseline")
+    for model, p, p_adj in zip(("unet_ag", "unet_se", "unet_cbam"), p_values, adjusted, strict=True):
+        d = pairs(truth, "unet", model)
+        cells = md_row(block, f"{model} vs unet")
+        assert cells[1] == "12" and cells[2] == f"{d.mean():+.3f}"
+        assert cells[5] == fmt_p(p) and cells[9] == fmt_p(p_adj)  # t-test p, Holm-adjusted p
+        assert cells[7] == f"{d.mean() / d.std(ddof=1):.2f}"  # Cohen's dz
+        assert cells[6] == fmt_p(sps.wilcoxon(d).pvalue)
+
+    conclusions = (out / "conclusions.md").read_text()
+    assert "unet_se has the highest mean test F-beta" in conclusions
+    assert "- unet_se: significantly better" in conclusions
+    assert "- unet_cbam: significantly worse" in conclusions
+    assert "- unet_ag: not distinguishable" in conclusions
+    for model in MODELS:  # p128 is 0.08 above p64 by construction
+        assert f"- {model}: significantly higher" in section(conclusions, "## Patch size")
+    extra = pairs(truth, "unet", "unet_se", value=1)
+    base = np.array([truth[c.name][1] for c in all_cells() if c.model == "unet"])
+    assert f"- unet_se: {extra.mean():+.1f} minutes per run ({100 * extra.mean() / base.mean():+.1f} %)" in conclusions
+    assert "\\VAR{" not in (out / "table3.tex").read_text() and "{{" not in conclusions
+
+
+def test_a_shifted_model_changes_its_verdict_and_unnamed_runs_are_ignored(env, tmp_path):
+    root, truth = env
+    metrics = tmp_path / "metrics"
+    shutil.copytree(root / "metrics", metrics)
+    for cell in (c for c in all_cells() if c.model == "unet_ag"):  # new runs for unet_ag, 0.05 better
+        score, minutes = truth[cell.name]
+        log_cell(cell, score + 0.05, minutes, metrics)
+    shifted = (build_report(metrics, tmp_path / "shifted", REPORT, make_figures=False), tmp_path / "shifted")[1]
+    assert "- unet_ag: significantly better" in (shifted / "conclusions.md").read_text()
+
+    # the original metrics files still name the original runs: the new runs in the store change nothing there
+    build_report(root / "metrics", tmp_path / "orig", REPORT, make_figures=False)
+    text = (tmp_path / "orig" / "conclusions.md").read_text()
+    assert "- unet_ag: not distinguishable" in text
+    frame = load_runs(root / "metrics")
+    assert (
+        len(frame) == 48
+        and frame.set_index("cell").loc["unet_ag-c16-p64-s1", "fbeta"] == truth["unet_ag-c16-p64-s1"][0]
+    )
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    assert len(client.search_runs([client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id])) >= 60
+
+
+def test_missing_run_and_empty_dir_are_user_errors(env, tmp_path, monkeypatch):
+    root, _ = env
+    with pytest.raises(UserError, match="no cell metrics"):
+        build_report(tmp_path / "nothing", tmp_path / "out", REPORT)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    record = json.loads((root / "metrics" / "unet-c16-p64-s1.json").read_text())
+    record["mlflow_run_id"] = "0" * 32
+    (metrics / "unet-c16-p64-s1.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"names MLflow run 0{32}, which is not in the store"):
+        load_runs(metrics)
+    monkeypatch.setenv(tracking.ENV_STORE, str(tmp_path / "no-store"))
+    with pytest.raises(UserError, match="no MLflow store at"):
+        load_runs(metrics)
+    result = CliRunner().invoke(app, ["--metrics-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "error: no cell metrics" in result.output
+
+
+def test_partial_grid_marks_missing_cells_and_says_why(env, tmp_path):
+    root, _ = env
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    keep = ["unet-c16-p64-s1", "unet-c16-p128-s1", "unet-c32-p64-s1", "unet_ag-c16-p64-s1", "unet_se-c16-p64-s1"]
+    keep += ["unet_se-c16-p128-s1", "unet_se-c32-p64-s1"]
+    for name in keep:
+        shutil.copy(root / "metrics" / f"{name}.json", metrics)
+    out = tmp_path / "paper"
+    build_report(metrics, out, REPORT, make_figures=True)
+    t3 = (out / "table3.md").read_text()
+    assert "7 of 24 cells present" in t3
+    assert (out / "fbeta_vs_patch.png").stat().st_size > 10_000  # figures render with a partial grid too
+    rows = [line for line in t3.splitlines() if line.startswith("| unet_cbam |")]
+    assert len(rows) == 6 and all(md_row(r, "unet_cbam")[3] == "—" for r in rows)
+    assert md_row(t3, "unet_cbam")[4] == "0.545"  # the paper's value is still shown
+    assert "| 0 of 24 cells present" not in (out / "table4.md").read_text()
+    st = (out / "statistics.md").read_text()
+    ag = md_row(section(st, "## Attention modules"), "unet_ag vs unet")
+    assert ag[1] == "1" and ag[-1] == "cannot be computed: needs at least 2 matched pairs, have 1"
+    se = md_row(section(st, "## Attention modules"), "unet_se vs unet")
+    assert se[1] == "3" and se[-1] != "cannot be computed"
+    cbam = md_row(section(st, "## Attention modules"), "unet_cbam vs unet")
+    assert cbam[-1] == "cannot be computed: no configuration was run for both"
+    assert (
+        "- unet_ag: cannot be computed (needs at least 2 matched pairs, have 1)."
+        in (out / "conclusions.md").read_text()
+    )
+    assert "Missing: unet-c16-p96-s1" in st
+    assert md_row(section(st, "## Test F-beta per model"), "unet_cbam")[1:] == ["— ± —", "0"]
+
+
+def test_latex_tables_are_well_formed(env, tmp_path):
+    root, _ = env
+    out = tmp_path / "paper"
+    build_report(root / "metrics", out, REPORT, make_figures=False)
+    tex = (out / "table3.tex").read_text()
+    if shutil.which("pdflatex"):
+        import subprocess
+
+        doc = tmp_path / "doc.tex"
+        doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + tex + "\\end{document}\n")
+        subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path, check=True)
+    begins, ends = re.findall(r"\\begin\{(\w+)\}", tex), re.findall(r"\\end\{(\w+)\}", tex)
+    assert begins == ends[::-1] == ["table", "tabular"]
+    assert tex.count("\\toprule") == 1 and tex.count("\\bottomrule") == 1 and tex.count("\\midrule") == 4
+    assert "unet\\_se & 16-32-64-128 & 32x64x64" in tex and "unet_se" not in tex
+    assert "\\VAR{" not in tex and "\\BLOCK{" not in tex and "\\#{" not in tex
+    assert tex.count("\\\\") == 2 + 24  # two header rows and 24 cells
+    assert tex.count("{") == tex.count("}")
+
+
+def test_latex_escape_and_formatting():
+    from src.report.render import tex_escape
+
+    assert tex_escape("a_b & 5% $x$ #1 {y} ~^\\") == (
+        "a\\_b \\& 5\\% \\$x\\$ \\#1 \\{y\\} \\textasciitilde{}\\textasciicircum{}\\textbackslash{}"
+    )
+    assert fmt_p(float("nan")) == "—" and fmt_p(0.5) == "0.5000" and fmt_p(1.2e-5) == "1.20e-05"
+
+
+def test_verdict_and_holm():
+    assert verdict(0.01, 0.02, 0.1, 0.05, "better", "worse") == "significantly better"
+    assert verdict(0.01, -0.2, -0.1, 0.05, "better", "worse") == "significantly worse"
+    assert verdict(0.2, -0.02, 0.1, 0.05, "better", "worse") == "not distinguishable"
+    assert verdict(0.01, -0.02, 0.1, 0.05, "better", "worse") == "not distinguishable"  # CI must exclude 0 too
+    assert verdict(float("nan"), 0.0, 0.0, 0.05, "better", "worse") == "cannot be computed"
+    assert holm([0.01, 0.04, 0.03, float("nan")]) == pytest.approx([0.03, 0.06, 0.06, float("nan")], nan_ok=True)
+
+
+def test_statistics_on_the_published_tables():
+    published = load_published()
+    assert len(published) == 48
+    means = stats.model_summary(published)["mean"].round(3)
+    assert means.to_dict() == {"unet": 0.590, "unet_ag": 0.566, "unet_se": 0.623, "unet_cbam": 0.644}
+    by_model = {c.b: c for c in stats.attention_vs_baseline(published, Settings())}
+    assert by_model["unet_se"].p_t == pytest.approx(0.09, abs=0.005)
+    assert by_model["unet_cbam"].p_t == pytest.approx(0.0001, abs=0.00005)
+    assert by_model["unet_cbam"].verdict == "significantly better"
+    assert by_model["unet_se"].verdict == "not distinguishable"
+    wide = published.pivot(index=["channels", "patch", "sample"], columns="model", values="fbeta")
+    d = (wide["unet_cbam"] - wide["unet"]).to_numpy()
+    assert by_model["unet_cbam"].dz == pytest.approx(d.mean() / d.std(ddof=1))
+
+
+def test_published_statistics_page_shows_the_papers_inconsistencies(env, tmp_path):
+    root, _ = env
+    out = tmp_path / "paper"
+    build_report(root / "metrics", out, REPORT, make_figures=False)
+    text = (out / "published_statistics.md").read_text()
+    assert md_row(section(text, "## The paper's text"), "unet")[1:] == ["0.610", "0.590", "+0.020"]
+    assert md_row(section(text, "## The paper's text"), "unet_ag")[1:] == ["0.567", "0.566", "+0.001"]
+    assert "at\n0.458 (32x64x64) and 0.579 (32x128x128); Table 4\ngives 0.554 and 0.657" in text
+    assert "unet_se vs unet | 12 |" in text

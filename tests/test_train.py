@@ -1,0 +1,143 @@
+"""Training cells for real (tiny): MLflow logging, metrics files, crash safety and resume, and the DVC grid."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+import yaml
+
+from tests.conftest import REPO
+from tests.test_pipeline import _fresh_copy
+
+CELL = "unet_se-c16-p64-s1"
+
+
+def tiny_params(raw: dict, epochs: int = 2) -> dict:
+    raw["synth"]["shape"] = [32, 64, 64]
+    raw["train"]["channels"] = {"c16": [16, 16, 32, 32], "c32": [16, 32, 32, 64]}
+    raw["train"]["patches"] = {"p64": [16, 32, 32], "p96": [16, 32, 32], "p128": [16, 48, 48]}
+    raw["train"].update(epochs=epochs, steps_per_epoch=3, val_every=1)
+    raw["predict"]["threshold_grid"] = [0.1, 0.9, 0.4]
+    return raw
+
+
+def _env(store: Path) -> dict:
+    return {**os.environ, "CRYOET_MLRUNS": str(store), "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A folder with tiny params, the synthetic data and the split, as `dvc repro split` would leave them."""
+    ws = tmp_path_factory.mktemp("ws")
+    raw = tiny_params(yaml.safe_load((REPO / "params.yaml").read_text()), epochs=3)
+    (ws / "params.yaml").write_text(yaml.safe_dump(raw))
+    for stage in ("data", "split"):
+        subprocess.run(
+            [sys.executable, "-m", "src", stage], cwd=ws, env=_env(ws / "mlruns"), check=True, capture_output=True
+        )
+    return ws
+
+
+def _train(ws: Path, store: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "src", "train", "--cell", CELL, *extra],
+        cwd=ws,
+        env=_env(store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def _runs(store: Path):
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("attention-unet-cryoet")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_killed_training_is_marked_failed_and_resume_matches_uninterrupted(workspace, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace, ws)
+    store = tmp_path / "mlruns"
+    partial = ws / "models" / f".{CELL}.partial"
+
+    proc = _train(ws, store)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        last = partial / "last.pt"
+        if last.exists() and torch.load(last, weights_only=False)["state"]["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert not (ws / "models" / CELL).exists() and not (ws / "metrics" / f"{CELL}.json").exists()
+    client, runs = _runs(store)
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+    resumed = _train(ws, store, "--resume")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert not partial.exists()
+    client, runs = _runs(store)
+    assert [r.info.status for r in runs] == ["FINISHED"] and len(runs) == 1  # the same run, continued
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(workspace, fresh)
+    straight = _train(fresh, tmp_path / "mlruns2")
+    _, err = straight.communicate(timeout=300)
+    assert straight.returncode == 0, err
+    a, b = _weights(ws / "models" / CELL / "model.pt"), _weights(fresh / "models" / CELL / "model.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    history = [json.loads((d / "models" / CELL / "history.json").read_text()) for d in (ws, fresh)]
+    assert [h["train_loss"] for h in history[0]] == [h["train_loss"] for h in history[1]]
+
+
+@pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc not installed")
+def test_tiny_grid_through_dvc_repro_into_a_fresh_store(tmp_path):
+    repo = _fresh_copy(tmp_path / "repo")
+    raw = tiny_params(yaml.safe_load((repo / "params.yaml").read_text()))
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+    store = tmp_path / "store"
+    cells = ["unet-c16-p64-s1", "unet_ag-c16-p64-s1"]
+    env = {**os.environ, "CRYOET_MLRUNS": str(store)}
+    result = subprocess.run(
+        ["dvc", "repro", *[f"train@{c}" for c in cells]], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    client, runs = _runs(store)
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == sorted(cells)
+    for cell in cells:
+        record = json.loads((repo / "metrics" / f"{cell}.json").read_text())
+        run = by_name[cell]
+        assert record["mlflow_run_id"] == run.info.run_id and run.info.status == "FINISHED"
+        assert run.data.metrics["test_score"] == pytest.approx(record["test_score"])
+        assert run.data.tags["dvc_stage"] == f"train@{cell}" and run.data.tags["model"] == record["model"]
+        assert run.data.params["channels"] == "16-16-32-32" and run.data.params["epochs"] == "2"
+        assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+        assert {"train_minutes", "seconds_per_epoch", "inference_seconds_per_tomogram"} <= set(run.data.metrics)
+        assert any(k.startswith("test_fbeta/") for k in run.data.metrics)
+        assert (repo / "models" / cell / "model.pt").exists()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert f"train@{cells[0]}" in lock["stages"]
+    assert set(lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]) >= {
+        "train.channels.c16",
+        "train.patches.p64",
+    }
+    assert "train.channels.c32" not in lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]
