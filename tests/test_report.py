@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as sps
 from typer.testing import CliRunner
@@ -129,7 +130,7 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
     row = md_row(t3, "unet_se")  # first unet_se row: c16, p64, sample 1
     score, minutes = truth["unet_se-c16-p64-s1"]
     assert row[1:3] == ["16-32-64-128", "32x64x64"]
-    assert row[3] == f"{score:.3f}" and row[4] == "0.595" and row[5] == f"{minutes:.1f}" and row[6] == "150"
+    assert row[3] == f"{score:.3f}" and row[4] == "0.595" and row[5] == f"{minutes:.2f}" and row[6] == "150"
     t4 = (out / "table4.md").read_text()
     assert md_row(t4, "unet_cbam")[3] == f"{truth['unet_cbam-c16-p64-s2'][0]:.3f}"
 
@@ -162,7 +163,7 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
         assert f"- {model}: significantly higher" in section(conclusions, "## Patch size")
     extra = pairs(truth, "unet", "unet_se", value=1)
     base = np.array([truth[c.name][1] for c in all_cells() if c.model == "unet"])
-    assert f"- unet_se: {extra.mean():+.1f} minutes per run ({100 * extra.mean() / base.mean():+.1f} %)" in conclusions
+    assert f"- unet_se: {extra.mean():+.2f} minutes per run ({100 * extra.mean() / base.mean():+.1f} %)" in conclusions
     assert "\\VAR{" not in (out / "table3.tex").read_text() and "{{" not in conclusions
 
 
@@ -301,3 +302,12 @@ def test_published_statistics_page_shows_the_papers_inconsistencies(env, tmp_pat
     assert md_row(section(text, "## The paper's text"), "unet_ag")[1:] == ["0.567", "0.566", "+0.001"]
     assert "at\n0.458 (32x64x64) and 0.579 (32x128x128); Table 4\ngives 0.554 and 0.657" in text
     assert "unet_se vs unet | 12 |" in text
+
+
+def test_tables_say_when_a_cell_ran_other_sizes_than_the_papers():
+    from src.report.build import ran_label
+
+    runs = pd.DataFrame({"cell": ["unet-c16-p64-s1", "unet-c16-p96-s1"], "patch_size": ["16x32x32", "32x96x96"]})
+    assert ran_label(runs, "unet-c16-p64-s1", "patch_size", "32x64x64") == "32x64x64 (ran 16x32x32)"
+    assert ran_label(runs, "unet-c16-p96-s1", "patch_size", "32x96x96") == "32x96x96"
+    assert ran_label(runs, "unet-c16-p128-s1", "patch_size", "32x128x128") == "32x128x128"

@@ -21,6 +21,13 @@ def _value(frame: pd.DataFrame, cell: str, column: str):
     return float(hit.iloc[0]) if len(hit) else None
 
 
+def ran_label(runs: pd.DataFrame, cell: str, column: str, paper_label: str) -> str:
+    """The paper's label of a configuration, plus what this run really used where that differs."""
+    hit = runs.loc[runs["cell"] == cell, column] if column in runs else []
+    ran = str(hit.iloc[0]) if len(hit) else paper_label
+    return paper_label if ran == paper_label else f"{paper_label} (ran {ran})"
+
+
 def table_rows(runs: pd.DataFrame, published: pd.DataFrame, sample: str) -> list[dict]:
     """One row per grid cell of `sample` in the paper's order, ours (None if missing) beside the paper's."""
     rows = []
@@ -29,8 +36,8 @@ def table_rows(runs: pd.DataFrame, published: pd.DataFrame, sample: str) -> list
             {
                 "cell": cell.name,
                 "model": cell.model,
-                "channels": PAPER_CHANNELS[cell.channels],
-                "patch": PAPER_PATCHES[cell.patch],
+                "channels": ran_label(runs, cell.name, "channel_sizes", PAPER_CHANNELS[cell.channels]),
+                "patch": ran_label(runs, cell.name, "patch_size", PAPER_PATCHES[cell.patch]),
                 "fbeta": _value(runs, cell.name, "fbeta"),
                 "minutes": _value(runs, cell.name, "train_minutes"),
                 "paper_fbeta": _value(published, cell.name, "fbeta"),

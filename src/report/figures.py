@@ -24,6 +24,13 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _patch_tick(df: pd.DataFrame, patch: str) -> str:
+    """The paper's patch label, and the size this run trained under that key where it differs (demo profile)."""
+    ran = sorted(set(df.loc[df["patch"] == patch, "patch_size"])) if "patch_size" in df else []
+    ran = [r for r in ran if r != PAPER_PATCHES[patch]]
+    return PAPER_PATCHES[patch] + (f"\n(ran {', '.join(ran)})" if ran else "")
+
+
 def fbeta_vs_patch(df: pd.DataFrame, path: Path) -> None:
     """Test F-beta against patch size, one line per model and channel config, one panel per sample."""
     fig, axes = plt.subplots(1, len(SAMPLE_KEYS), figsize=(11, 4), sharey=True)
@@ -36,7 +43,7 @@ def fbeta_vs_patch(df: pd.DataFrame, path: Path) -> None:
                 if np.isnan(y).all():
                     continue
                 ax.plot(x, y, STYLES[channels], marker="o", color=COLORS[model], label=f"{model} {channels}")
-        ax.set_xticks(x, [PAPER_PATCHES[p] for p in PATCH_KEYS])
+        ax.set_xticks(x, [_patch_tick(df, p) for p in PATCH_KEYS])
         ax.set_title(f"sample {sample[1:]}")
         ax.set_xlabel("patch size (D x H x W)")
         ax.grid(alpha=0.3)

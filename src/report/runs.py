@@ -87,6 +87,9 @@ def load_runs(metrics_dir: str | Path, tracking_uri: str | None = None) -> pd.Da
             raise UserError(f"{where} is cell {cell.name} but its MLflow run {run_id} is cell {tagged}")
         row = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
         row["sample"] = cell.sample
+        # The sizes the cell really trained with (the demo profile trains smaller patches under the paper's keys).
+        row["patch_size"] = run.data.params.get("patch_size", PAPER_PATCHES[cell.patch])
+        row["channel_sizes"] = run.data.params.get("channels", PAPER_CHANNELS[cell.channels])
         row["fbeta"] = _metric(run, "test_score", f"MLflow run {run_id} ({cell.name})")
         row["train_minutes"] = _metric(run, "train_minutes", f"MLflow run {run_id} ({cell.name})")
         for name in VALUES[2:]:
