@@ -258,6 +258,28 @@ def predict(
 
 
 @app.command()
+def thresholds(
+    model: Annotated[Path, typer.Option(help="Checkpoint file; its thresholds are replaced by the tuned ones.")],
+    copick: Annotated[Path, typer.Option(help="A copick project folder or its config, with picks of --runs.")],
+    runs: Annotated[str, typer.Option(help="Comma-separated validation runs to tune on.")],
+):
+    """Tune per-class probability thresholds on annotated runs (max F-beta per class) and store them in the model."""
+    from src.data.copick_io import CopickProject
+    from src.inference.checkpoint import update_thresholds
+    from src.inference.predict import tune_on_runs
+
+    p = load_params()
+    project = CopickProject(_config_path(copick), p.classes.weights, p.data.picks_user)
+    names = [r.strip() for r in runs.split(",") if r.strip()]
+    unknown = sorted(set(names) - set(project.run_names()))
+    if unknown:
+        raise UserError(f"run {unknown[0]} is not in the copick project {project.config_path}")
+    tuned = tune_on_runs(model, project, names, p, progress=True)
+    update_thresholds(model, tuned)
+    typer.echo(f"{model}: " + ", ".join(f"{k} {v:.2f}" for k, v in tuned.items()))
+
+
+@app.command()
 def train(
     cell: Annotated[str | None, typer.Option(help="A cell name such as unet_se-c16-p128-s1.")] = None,
     model: Annotated[str | None, typer.Option(help="unet, unet_ag, unet_se or unet_cbam (instead of --cell).")] = None,

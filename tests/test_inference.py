@@ -28,6 +28,7 @@ from src.inference.predict import (
 )
 from src.inference.thresholds import threshold_grid, tune_thresholds
 from src.metric import fbeta_score
+from src.params import load_params
 from tests.conftest import REPO, TINY_SHAPE
 
 SPACING = 10.012444
@@ -270,3 +271,27 @@ def test_cli_predict_writes_submission_and_picks(checkpoint, tiny_project, tmp_p
     )
     assert result.exit_code == 0, result.output
     assert set(pd.read_csv(out).experiment) <= {"denoised"}
+
+
+def test_cli_thresholds_tunes_and_stores_them(checkpoint, tiny_project, tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from src.__main__ import app
+    from src.inference.thresholds import threshold_grid
+
+    monkeypatch.chdir(REPO)
+    ckpt = tmp_path / "model.pt"
+    shutil.copy(checkpoint, ckpt)
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["thresholds", "--model", str(ckpt), "--copick", str(tiny_project), "--runs", "TS_SYN_000"]
+    )
+    assert result.exit_code == 0, result.output
+    _, meta = load_checkpoint(ckpt)
+    grid = set(np.round(threshold_grid(load_params().predict.threshold_grid), 6)) | {0.5}
+    assert set(meta["thresholds"]) == {c.name for c in CLASSES}
+    assert all(round(v, 6) in grid for v in meta["thresholds"].values())
+    bad = runner.invoke(app, ["thresholds", "--model", str(ckpt), "--copick", str(tiny_project), "--runs", "nope"])
+    assert bad.exit_code != 0

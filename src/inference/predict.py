@@ -24,6 +24,7 @@ from src.data.copick_io import PREDICTION_USER, CopickProject, Tomogram, picks_f
 from src.errors import UserError
 from src.inference.checkpoint import NORMALIZATION, load_checkpoint
 from src.inference.points import blob_size_bounds, maps_to_points
+from src.inference.thresholds import threshold_grid, tune_thresholds
 from src.params import Params, PredictParams
 
 SUBMISSION_COLUMNS = ["id", "experiment", "particle_type", "x", "y", "z"]
@@ -162,6 +163,23 @@ def predict_run_maps(
         tomo = project.tomogram(run, tomo_type, folder_spacing)
         maps[run] = predict_tomogram(model, meta, tomo, params.predict, progress)
     return maps
+
+
+def tune_on_runs(checkpoint, project: CopickProject, runs, params: Params, progress: bool = False) -> dict[str, float]:
+    """Per-class thresholds that maximise F-beta on `runs`, whose picks are the reference (validation runs)."""
+    model, meta = _loaded(checkpoint)
+    d = params.data
+    maps = predict_run_maps((model, meta), project, runs, d.tomo_type, d.voxel_spacing, params, progress)
+    return tune_thresholds(
+        maps,
+        pd.concat([project.picks(r) for r in runs], ignore_index=True),
+        meta["classes"],
+        threshold_grid(params.predict.threshold_grid),
+        label_radius_fraction=params.masks.label_radius_fraction,
+        min_blob_fraction=params.predict.min_blob_fraction,
+        max_blob_fraction=params.predict.max_blob_fraction,
+        default_threshold=params.predict.default_threshold,
+    )
 
 
 def predict_runs(

@@ -33,8 +33,7 @@ from src.data.masks import label_mask
 from src.data.prepare import MANIFEST_NAME, open_project
 from src.data.split import read_split
 from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_thresholds
-from src.inference.predict import default_device, predict_run_maps, predict_runs
-from src.inference.thresholds import threshold_grid, tune_thresholds
+from src.inference.predict import default_device, predict_runs, tune_on_runs
 from src.metric import fbeta_score
 from src.models import build_model
 from src.params import Params
@@ -207,20 +206,7 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
 
         # Per-class thresholds tuned on the validation runs, stored in the best checkpoint.
         best = partial / "best.pt"
-        best_loaded = load_checkpoint(best, device)
-        maps = predict_run_maps(
-            best_loaded, project, sample["val"], params.data.tomo_type, spacing_folder, params, progress=False
-        )
-        thresholds = tune_thresholds(
-            maps,
-            val_solution,
-            classes,
-            threshold_grid(params.predict.threshold_grid),
-            label_radius_fraction=params.masks.label_radius_fraction,
-            min_blob_fraction=params.predict.min_blob_fraction,
-            max_blob_fraction=params.predict.max_blob_fraction,
-            default_threshold=params.predict.default_threshold,
-        )
+        thresholds = tune_on_runs(load_checkpoint(best, device), project, sample["val"], params)
         update_thresholds(best, thresholds)
         mlflow.log_params({f"threshold.{k}": round(v, 4) for k, v in thresholds.items()})
 
