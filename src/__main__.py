@@ -163,17 +163,10 @@ def score(
     distance_multiplier: Annotated[float, typer.Option(help="Match radius as a fraction of the class radius.")] = 0.5,
 ):
     """Score a submission with the CZII competition's weighted F-beta, per class and overall."""
+    from src.classes import CZII_CLASSES
     from src.metric import fbeta_score, read_points_csv
 
-    p = load_params()
-    from src.classes import CZII_CLASSES, SCORE_WEIGHTS
-
-    classes = CZII_CLASSES
-    if p.classes.weights:
-        import dataclasses
-
-        weights = {**SCORE_WEIGHTS, **p.classes.weights}
-        classes = tuple(dataclasses.replace(c, weight=weights[c.name]) for c in classes)
+    classes = CZII_CLASSES  # the competition's class table, radii and weights
     result = fbeta_score(read_points_csv(solution), read_points_csv(submission), classes, beta, distance_multiplier)
     typer.echo(json.dumps(result.to_dict()) if as_json else result.to_text())
 

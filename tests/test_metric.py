@@ -366,3 +366,17 @@ def test_to_text_has_a_line_per_class_and_the_score():
     ribosome_line = next(line for line in text.splitlines() if line.startswith("ribosome"))
     assert ribosome_line.split() == ["ribosome", "1", "2", "3", "0.3333", "0.2500", "0.2537", "1"]
     assert "0.250000" in text.splitlines()[-1]
+
+
+def test_score_command_prints_text_and_json():
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "src", "score", str(TS_73_6), str(TS_73_6)]
+    text = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert "score (F4, distance multiplier 0.5): 1.000000" in text and "ribosome" in text
+    out = subprocess.run([*cmd, "--json", "--beta", "1"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    payload = json.loads(out)
+    assert set(payload) == {"score", "classes"} and payload["score"] == 1.0
+    assert set(payload["classes"]["ribosome"]) == {"tp", "fp", "fn", "precision", "recall", "fbeta"}

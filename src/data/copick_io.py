@@ -15,7 +15,6 @@ validated, and every problem raises `DataError` with one sentence naming the fil
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -394,7 +393,3 @@ def voxel_to_angstrom(zyx: np.ndarray, voxel_spacing: float) -> np.ndarray:
 def angstrom_to_voxel(xyz: np.ndarray, voxel_spacing: float) -> np.ndarray:
     """(N, 3) Angstrom (x, y, z) -> (N, 3) fractional voxel coordinates (z, y, x)."""
     return np.asarray(xyz, dtype=float)[:, ::-1] / voxel_spacing
-
-
-def is_close_spacing(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=SPACING_TOLERANCE)
