@@ -83,6 +83,41 @@ def _seed_epoch(seed: int, epoch: int, transforms) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
 
+def training_volumes(project, runs, params: Params) -> tuple[list[dict], float]:
+    """The runs' tomograms and label masks, preprocessed once, and their true voxel spacing (A)."""
+    prep = preprocess(len(project.classes) + 1)
+    volumes = []
+    for run in runs:
+        tomo = project.tomogram(run, params.data.tomo_type, params.data.voxel_spacing)
+        mask = label_mask(
+            tomo.data.shape,
+            project.picks(run, tomo),
+            project.classes,
+            tomo.voxel_spacing,
+            params.masks.label_radius_fraction,
+        )
+        volumes.append(prep(volume_item(tomo.data, mask, tomo.voxel_spacing)))
+    return volumes, float(tomo.voxel_spacing)
+
+
+def draw_batch(transforms, volumes: list[dict], rng: np.random.Generator, batch_size: int, device: torch.device):
+    """(image, label) tensors of `batch_size` augmented patches, each from a tomogram drawn at random."""
+    batch = [transforms(volumes[int(rng.integers(len(volumes)))])[0] for _ in range(batch_size)]
+    image = torch.stack([b["image"].as_tensor() for b in batch]).to(device)
+    label = torch.stack([b["label"].as_tensor() for b in batch]).to(device)
+    return image, label
+
+
+def train_step(model, optimizer, loss_fn, image: torch.Tensor, label: torch.Tensor, use_amp: bool) -> float:
+    """One optimiser step; the loss of the batch. `use_amp`: bf16 autocast, which needs no gradient scaling."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        loss = loss_fn(model(image).float(), label.long())
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def _raise_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -119,16 +154,7 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
 
-    # Tomograms and label masks of the training runs, preprocessed once.
-    prep = preprocess(len(classes) + 1)
-    volumes = []
-    for run in sample["train"]:
-        tomo = project.tomogram(run, params.data.tomo_type, spacing_folder)
-        mask = label_mask(
-            tomo.data.shape, project.picks(run, tomo), classes, tomo.voxel_spacing, params.masks.label_radius_fraction
-        )
-        volumes.append(prep(volume_item(tomo.data, mask, tomo.voxel_spacing)))
-    voxel_spacing = float(tomo.voxel_spacing)
+    volumes, voxel_spacing = training_volumes(project, sample["train"], params)
     transforms = augment(patch, len(classes) + 1, t.augment)
     val_solution = _solution(project, sample["val"])
     checkpoint_meta = dict(
@@ -162,15 +188,8 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
             model.train()
             losses = []
             for _ in range(t.steps_per_epoch):
-                batch = [transforms(volumes[int(rng.integers(len(volumes)))])[0] for _ in range(t.batch_size)]
-                image = torch.stack([b["image"].as_tensor() for b in batch]).to(device)
-                label = torch.stack([b["label"].as_tensor() for b in batch]).to(device)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = loss_fn(model(image).float(), label.long())
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
+                image, label = draw_batch(transforms, volumes, rng, t.batch_size, device)
+                losses.append(train_step(model, optimizer, loss_fn, image, label, use_amp))
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses):.4f}", best=f"{state['best_score']:.3f}")
             record = {
