@@ -9,7 +9,8 @@ not mix:
   (a) ours: `predict_tomogram` with params.yaml's predict settings, then `maps_to_points`;
   (b) plain: MONAI sliding_window_inference (overlap 0.25, float32, sw_batch_size 1) on the whole volume, full
       7-channel output, argmax, scipy.ndimage.label per class + center_of_mass -> points.
-Random weights give scores near 0; the scores only show that both paths run end to end.
+Random weights give scores near 0; the scores only show that both paths run end to end. `--device cuda` (the
+default where a GPU is seen) runs both on the GPU: ours with fp16 autocast, plain in float32.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def run_ours(workdir: Path) -> dict:
+def run_ours(workdir: Path, device: str) -> dict:
     from src.data.copick_io import Tomogram
     from src.inference.checkpoint import load_checkpoint
     from src.inference.predict import points_of_maps, predict_tomogram
@@ -47,7 +48,7 @@ def run_ours(workdir: Path) -> dict:
     volume = np.load(workdir / "volume.npy")
     spacing = float(json.loads((workdir / "info.json").read_text())["spacing"])
     start = time.perf_counter()
-    model, meta = load_checkpoint(workdir / "model.pt")
+    model, meta = load_checkpoint(workdir / "model.pt", device)
     maps = predict_tomogram(model, meta, Tomogram(volume, spacing, "bench"), params.predict, progress=False)
     inferred = time.perf_counter()
     points = points_of_maps(maps, meta, "bench", params)
@@ -55,7 +56,7 @@ def run_ours(workdir: Path) -> dict:
     return {"seconds": end - start, "infer_seconds": inferred - start, "points_seconds": end - inferred}, points
 
 
-def run_plain(workdir: Path) -> dict:
+def run_plain(workdir: Path, device: str) -> dict:
     from monai.inferers import sliding_window_inference
     from scipy import ndimage
 
@@ -65,11 +66,11 @@ def run_plain(workdir: Path) -> dict:
     volume = np.load(workdir / "volume.npy")
     spacing = float(json.loads((workdir / "info.json").read_text())["spacing"])
     start = time.perf_counter()
-    model, meta = load_checkpoint(workdir / "model.pt")
-    x = torch.from_numpy((volume - volume.mean()) / volume.std())[None, None]
+    model, meta = load_checkpoint(workdir / "model.pt", device)
+    x = torch.from_numpy((volume - volume.mean()) / volume.std())[None, None].to(device)
     with torch.inference_mode():
         out = sliding_window_inference(x, PATCH, 1, model, overlap=0.25, mode="gaussian")
-        label = out[0].argmax(0).numpy().astype(np.uint8)
+        label = out[0].argmax(0).cpu().numpy().astype(np.uint8)
     del out
     inferred = time.perf_counter()
     rows = []
@@ -87,13 +88,14 @@ def run_plain(workdir: Path) -> dict:
     return {"seconds": end - start, "infer_seconds": inferred - start, "points_seconds": end - inferred}, points
 
 
-def child(part: str, workdir: Path) -> None:
+def child(part: str, workdir: Path, device: str) -> None:
     """Run one path; peak RSS is read before scoring, so the (untimed) scoring does not count."""
     from src.classes import CZII_CLASSES
     from src.metric import fbeta_score
 
-    result, points = (run_ours if part == "ours" else run_plain)(workdir)
+    result, points = (run_ours if part == "ours" else run_plain)(workdir, device)
     result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else 0.0
     result["n_points"] = len(points)
     picks = pd.read_csv(workdir / "picks.csv")
     result["score"] = fbeta_score(picks, points, CZII_CLASSES).score if len(points) else 0.0
@@ -139,18 +141,20 @@ def prepare(workdir: Path, shape: tuple[int, int, int]) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="184,630,630", help="D,H,W of the synthetic tomogram")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where both paths run")
     parser.add_argument("--part", choices=["ours", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:
-        child(args.part, args.workdir)
+        child(args.part, args.workdir, args.device)
         return
 
     from src.params import load_params
 
     shape = tuple(int(v) for v in args.shape.split(","))
     p = load_params(REPO / "params.yaml").predict
-    print(f"ours: overlap {p.overlap}, sw_batch_size {p.sw_batch_size}, slab_depth {p.slab_depth}, tta '{p.tta_flips}'")
+    print(f"device {args.device}; ours: overlap {p.overlap}, sw_batch_size {p.sw_batch_size}, ", end="")
+    print(f"slab_depth {p.slab_depth}, tta '{p.tta_flips}'")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -158,12 +162,13 @@ def main() -> None:
         picks = prepare(workdir, shape)
         print(f"tomogram {shape}, {len(picks)} picks, synthesised in {time.perf_counter() - t0:.1f} s", flush=True)
         for part, label in (("plain", "(b) plain MONAI"), ("ours", "(a) ours")):
-            cmd = [sys.executable, __file__, "--part", part, "--workdir", str(workdir)]
+            cmd = [sys.executable, __file__, "--part", part, "--workdir", str(workdir), "--device", args.device]
             subprocess.run(cmd, check=True, cwd=REPO)
             r = results[part] = json.loads((workdir / f"{part}.json").read_text())
             print(
                 f"{label:<16} wall {r['seconds']:7.1f} s (network {r['infer_seconds']:.1f}, points "
-                f"{r['points_seconds']:.1f})  peak RSS {r['peak_rss_mb']:6.0f} MB  points {r['n_points']:8d}  "
+                f"{r['points_seconds']:.1f})  peak RSS {r['peak_rss_mb']:6.0f} MB  GPU {r['peak_gpu_mb']:6.0f} MB  "
+                f"points {r['n_points']:8d}  "
                 f"score {r['score']:.4f}",
                 flush=True,
             )

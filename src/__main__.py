@@ -43,6 +43,9 @@ def synth(
     picks_naming: Annotated[
         str | None, typer.Option(help="competition (Picks/<object>.json) or copick (<user>_<session>_<object>.json).")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Processes making runs at once (same bytes; about 3 GB each at 184 x 630 x 630).")
+    ] = 1,
 ):
     """Write a synthetic CZII-like copick project (tomograms as OME-NGFF zarr, picks in Angstrom)."""
     from src.classes import CZII_CLASSES
@@ -63,6 +66,7 @@ def synth(
         s.imaging,
         s.run_prefix,
         picks_naming or s.picks_naming,
+        workers=workers,
     )
     per_run = summary["seconds_per_run"]
     typer.echo(f"wrote {summary['runs']} runs of {tuple(summary['shape'])} to {out}")
@@ -109,11 +113,15 @@ def info(
 
 
 @app.command()
-def data():
+def data(
+    workers: Annotated[
+        int, typer.Option(help="Processes making synthetic runs at once (same bytes; about 3 GB each at full size).")
+    ] = 1,
+):
     """DVC stage `data`: make (synthetic) or locate (copick, portal) the project in data.out and check every run."""
     from src.data.prepare import prepare_data
 
-    manifest = prepare_data(load_params())
+    manifest = prepare_data(load_params(), workers=workers)
     n_picks = sum(sum(r["picks"].values()) for r in manifest["runs"].values())
     typer.echo(f"{len(manifest['runs'])} runs, {n_picks} picks, source {manifest['source']}")
 

@@ -20,7 +20,9 @@ def params():
     return load_params(REPO / "params.yaml")
 
 
-def make_project(out: Path, params, runs: int = 2, seed: int = 0, picks_naming: str = "competition", **imaging):
+def make_project(
+    out: Path, params, runs: int = 2, seed: int = 0, picks_naming: str = "competition", workers: int = 1, **imaging
+):
     s = params.synth
     return synthesize_project(
         out,
@@ -36,6 +38,7 @@ def make_project(out: Path, params, runs: int = 2, seed: int = 0, picks_naming: 
         s.run_prefix,
         picks_naming,
         progress=False,
+        workers=workers,
     )
 
 

@@ -72,6 +72,13 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, params):
     assert _tree_digest(tmp_path / "a") != _tree_digest(tmp_path / "c")
 
 
+def test_parallel_workers_write_the_same_bytes(tmp_path, params):
+    serial = make_project(tmp_path / "serial", params, runs=3, seed=5)
+    parallel = make_project(tmp_path / "parallel", params, runs=3, seed=5, workers=2)
+    assert _tree_digest(tmp_path / "serial") == _tree_digest(tmp_path / "parallel")
+    assert serial["particles"] == parallel["particles"]
+
+
 def test_picks_sit_on_their_particles(params):
     """Noise-free, CTF-free: every solid particle's centre voxel is darker than the volume (protein is dark)."""
     s = params.synth

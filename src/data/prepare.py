@@ -57,8 +57,9 @@ def validate_project(project: CopickProject, tomo_type: str, voxel_spacing: floa
     return runs
 
 
-def prepare_data(params: Params, progress: bool = True) -> dict:
-    """Build `data.out` (in a temporary folder, renamed at the end so a failure leaves nothing half-written)."""
+def prepare_data(params: Params, progress: bool = True, workers: int = 1) -> dict:
+    """Build `data.out` (in a temporary folder, renamed at the end so a failure leaves nothing half-written);
+    `workers`: processes making synthetic runs at once."""
     d = params.data
     if d.source not in ("synthetic", "copick", "portal"):
         raise UserError(f"data.source must be synthetic, copick or portal, got '{d.source}'")
@@ -83,6 +84,7 @@ def prepare_data(params: Params, progress: bool = True) -> dict:
                 s.run_prefix,
                 s.picks_naming,
                 progress,
+                workers,
             )
         elif d.source == "portal":
             from src.data.portal import download_dataset
