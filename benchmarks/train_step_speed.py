@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,9 @@ def main() -> None:
                 for mode in modes:
                     use_amp, channels_last = MODES[mode]
                     torch.manual_seed(0)
-                    model = build_model(name, channels=channels, out_channels=n).to(device)
+                    model = build_model(name, channels=channels, out_channels=n, **asdict(params.train.network)).to(
+                        device
+                    )
                     data = batches
                     if channels_last:
                         model = model.to(memory_format=torch.channels_last_3d)

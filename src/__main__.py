@@ -30,10 +30,6 @@ def _shape(text: str) -> tuple[int, int, int]:
     return shape
 
 
-def _config_path(path: Path) -> Path:
-    return path / "copick_config.json" if path.is_dir() else path
-
-
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder for the copick project (replaced if it exists).")],
@@ -86,7 +82,7 @@ def show(
     from src.data.show import render_slices
 
     p = load_params()
-    proj = CopickProject(_config_path(project), p.classes.weights, p.data.picks_user)
+    proj = CopickProject(project, p.classes.weights, p.data.picks_user)
     tomo = proj.tomogram(run, tomo_type or p.data.tomo_type, p.data.voxel_spacing)
     picks = proj.picks(run, tomo)
     render_slices(tomo, picks, proj.classes, out, title=f"{run} ({tomo_type or p.data.tomo_type})")
@@ -105,7 +101,7 @@ def info(
         typer.echo(f"{path}: shape {tomo.data.shape} (z, y, x), voxel spacing {tomo.voxel_spacing:g} A")
         return
     p = load_params()
-    proj = CopickProject(_config_path(path), p.classes.weights, p.data.picks_user)
+    proj = CopickProject(path, p.classes.weights, p.data.picks_user)
     typer.echo(f"classes: {', '.join(f'{c.name} (r={c.radius:g} A, w={c.weight:g})' for c in proj.classes)}")
     for run in proj.run_names():
         picks = proj.picks(run)
@@ -196,7 +192,7 @@ def solution(
     from src.data.split import read_split
 
     p = load_params()
-    proj = CopickProject(_config_path(project), p.classes.weights, p.data.picks_user)
+    proj = CopickProject(project, p.classes.weights, p.data.picks_user)
     names = proj.run_names()
     if split_part:
         split_data = read_split(p.split.out)
@@ -249,7 +245,7 @@ def predict(
     if (copick is None) == (tomogram is None):
         raise UserError("give exactly one of --copick and --tomogram")
     p = load_params()
-    project = CopickProject(_config_path(copick), p.classes.weights, p.data.picks_user) if copick else None
+    project = CopickProject(copick, p.classes.weights, p.data.picks_user) if copick else None
     tomo = read_tomogram_file(tomogram) if tomogram else None
     names = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     points = run_predict(
@@ -270,7 +266,7 @@ def thresholds(
     from src.inference.predict import tune_on_runs
 
     p = load_params()
-    project = CopickProject(_config_path(copick), p.classes.weights, p.data.picks_user)
+    project = CopickProject(copick, p.classes.weights, p.data.picks_user)
     names = [r.strip() for r in runs.split(",") if r.strip()]
     unknown = sorted(set(names) - set(project.run_names()))
     if unknown:

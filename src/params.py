@@ -125,10 +125,26 @@ class AugmentParams:
 
 
 @dataclass(frozen=True)
+class NetworkParams:
+    """The block layout shared by all four models: AttentionUNet3D's arguments other than channels and attention."""
+
+    strides: tuple[int, int, int]
+    num_res_units: int
+    norm: str
+    act: str
+    dropout: float
+    kernel_size: int
+    up_kernel_size: int
+    se_reduction: int
+    cbam_reduction: int
+    cbam_kernel_size: int
+
+
+@dataclass(frozen=True)
 class TrainParams:
     channels: dict[str, tuple[int, int, int, int]]
     patches: dict[str, tuple[int, int, int]]
-    num_res_units: int
+    network: NetworkParams
     epochs: int
     steps_per_epoch: int
     batch_size: int

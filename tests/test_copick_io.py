@@ -121,6 +121,27 @@ def test_project_config_roots_relative_to_config(project, tmp_path):
     assert len(_read(moved)) > 0
 
 
+def test_competition_folder_without_a_config_reads_like_a_project(project, tmp_path, params):
+    """Kaggle shipped train/ as overlay/ + static/ with no copick config: it reads as is; the data stage links it."""
+    import dataclasses
+
+    from src.data.prepare import open_project, prepare_data
+
+    expected = _read(project)
+    (project / "copick_config.json").unlink()
+    folder = CopickProject(project)
+    assert [c.name for c in folder.classes] == [c.name for c in CopickProject(project).classes]
+    pd.testing.assert_frame_equal(folder.picks(RUN, folder.tomogram(RUN, "denoised", 10.0)), expected)
+
+    data = dataclasses.replace(params.data, source="copick", copick_config=str(project), out=str(tmp_path / "linked"))
+    linked = dataclasses.replace(params, data=data)
+    manifest = prepare_data(linked, progress=False)
+    assert RUN in manifest["runs"]
+    pd.testing.assert_frame_equal(open_project(linked).picks(RUN), folder.picks(RUN))
+    with pytest.raises(DataError, match="neither a copick config nor a folder"):
+        CopickProject(tmp_path)
+
+
 def test_cli_bad_input_is_one_sentence_not_a_traceback(project):
     (project / PICKS / "ribosome.json").write_text("{")
     result = subprocess.run(

@@ -44,3 +44,32 @@ def test_download_offline_fails_with_one_sentence(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith(("error: cannot reach the CryoET Data Portal", "error: the CryoET Data Portal has"))
     assert not (tmp_path / "portal").exists()
+
+
+def test_download_broken_midway_keeps_nothing(tmp_path, monkeypatch):
+    """The connection drops after the first run has been written: one clear error, and no half-written project."""
+    import cryoet_data_portal
+
+    from src.data.portal import PortalUnreachable, download_dataset
+
+    class Spacing:
+        voxel_spacing = 10.012
+        tomograms = ()
+        annotations = ()
+
+    class Run:
+        def __init__(self, name, broken):
+            self.name, self.broken = name, broken
+
+        @property
+        def tomogram_voxel_spacings(self):
+            if self.broken:
+                raise ConnectionError("connection reset by peer")
+            return [Spacing()]
+
+    monkeypatch.setattr(cryoet_data_portal, "Client", lambda: None)
+    monkeypatch.setattr(cryoet_data_portal.Run, "find", staticmethod(lambda *a, **k: [Run("a", False), Run("b", True)]))
+    out = tmp_path / "portal"
+    with pytest.raises(PortalUnreachable, match="ConnectionError.*nothing was kept"):
+        download_dataset(10440, out, CZII_CLASSES, "denoised", 10.0)
+    assert not out.exists() and list(tmp_path.iterdir()) == []

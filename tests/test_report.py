@@ -15,12 +15,13 @@ import pytest
 from scipy import stats as sps
 from typer.testing import CliRunner
 
+from src.classes import CZII_CLASSES
 from src.errors import UserError
 from src.report import stats
 from src.report.__main__ import app
 from src.report.build import build_report
 from src.report.render import fmt_p
-from src.report.runs import CLASSES, load_published, load_runs
+from src.report.runs import load_published, load_runs
 from src.report.stats import Settings, holm, verdict
 from src.training import tracking
 from src.training.cells import MODELS, Cell, all_cells
@@ -46,7 +47,7 @@ def log_cell(cell: Cell, score: float, minutes: float, metrics_dir: Path) -> str
     """Log one finished cell the way training does: an MLflow run plus metrics/<cell>.json naming it."""
     tags = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
     tags |= {"sample": cell.sample, "git_commit": "test", "dvc_stage": f"train@{cell.name}", "data_fingerprint": "x"}
-    per_class = {name: float(np.clip(score + 0.01 * i, 0, 1)) for i, name in enumerate(CLASSES)}
+    per_class = {name: float(np.clip(score + 0.01 * i, 0, 1)) for i, name in enumerate(c.name for c in CZII_CLASSES)}
     with tracking.cell_run(cell.name, tags, {"epochs": 2}) as run:
         for epoch in range(2):
             mlflow.log_metrics({"train_loss": 1.0 - 0.1 * epoch, "val_score": score - 0.01}, step=epoch)
@@ -152,6 +153,8 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
         assert cells[1] == "12" and cells[2] == f"{d.mean():+.3f}"
         assert cells[5] == fmt_p(p) and cells[9] == fmt_p(p_adj)  # t-test p, Holm-adjusted p
         assert cells[7] == f"{d.mean() / d.std(ddof=1):.2f}"  # Cohen's dz
+        half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        assert cells[3] == f"[{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"  # 95 % t interval
         assert cells[6] == fmt_p(sps.wilcoxon(d).pvalue)
 
     conclusions = (out / "conclusions.md").read_text()
@@ -161,6 +164,13 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
     assert "- unet_ag: not distinguishable" in conclusions
     for model in MODELS:  # p128 is 0.08 above p64 by construction
         assert f"- {model}: significantly higher" in section(conclusions, "## Patch size")
+    steps = section(st, "## Patch size, step by step")
+    for model in MODELS:
+        for a, b in (("p64", "p96"), ("p96", "p128")):
+            d = np.array([truth[f"{model}-{c}-{b}-{x}"][0] - truth[f"{model}-{c}-{a}-{x}"][0]
+                          for c in ("c16", "c32") for x in ("s1", "s2")])  # fmt: skip
+            cells = md_row(steps, f"{model}: {b} vs {a}")
+            assert cells[1] == "4" and cells[2] == f"{d.mean():+.3f}"
     extra = pairs(truth, "unet", "unet_se", value=1)
     base = np.array([truth[c.name][1] for c in all_cells() if c.model == "unet"])
     assert f"- unet_se: {extra.mean():+.2f} minutes per run ({100 * extra.mean() / base.mean():+.1f} %)" in conclusions
@@ -209,7 +219,7 @@ def test_missing_run_and_empty_dir_are_user_errors(env, tmp_path, monkeypatch):
 
 
 def test_partial_grid_marks_missing_cells_and_says_why(env, tmp_path):
-    root, _ = env
+    root, truth = env
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     keep = ["unet-c16-p64-s1", "unet-c16-p128-s1", "unet-c32-p64-s1", "unet_ag-c16-p64-s1", "unet_se-c16-p64-s1"]
@@ -237,7 +247,10 @@ def test_partial_grid_marks_missing_cells_and_says_why(env, tmp_path):
         in (out / "conclusions.md").read_text()
     )
     assert "Missing: unet-c16-p96-s1" in st
-    assert md_row(section(st, "## Test F-beta per model"), "unet_cbam")[1:] == ["— ± —", "0"]
+    summary = section(st, "## Test F-beta per model")
+    assert md_row(summary, "unet_cbam")[1:] == ["— ± —", "0"]
+    for model in ("unet", "unet_ag", "unet_se"):  # means over the one configuration all three were run in
+        assert md_row(summary, model)[1:] == [f"{truth[f'{model}-c16-p64-s1'][0]:.3f} ± —", "1"]
 
 
 def test_latex_tables_are_well_formed(env, tmp_path):

@@ -24,8 +24,10 @@ import zarr
 from numcodecs import blosc
 
 from src.atomic import atomic_output
-from src.classes import ParticleClass, by_name, classes_from_copick
+from src.classes import CZII_CLASSES, ParticleClass, by_name, classes_from_copick
 from src.errors import DataError
+
+CONFIG_NAME = "copick_config.json"
 
 PICK_COLUMNS = ["experiment", "particle_type", "x", "y", "z"]
 # `predict --picks-to-copick` writes picks under this copick user; they are never read back as ground truth.
@@ -121,7 +123,16 @@ def read_zarr_tomogram(path: str | Path, expected_spacing: float | None = None) 
         raise DataError(
             f"{path}: voxel spacing {spacing:g} A in the metadata disagrees with the expected {expected_spacing:g} A"
         )
-    return Tomogram(_check_volume(data, str(path)), spacing, path.stem)
+    return Tomogram(_check_volume(data, str(path)), spacing, _run_name(path))
+
+
+def _run_name(path: Path) -> str:
+    """The experiment a tomogram belongs to: <run> of .../ExperimentRuns/<run>/VoxelSpacing<s>/<type>.zarr, else
+    the file's stem (so a CSV predicted from a copick zarr can be scored against that run's picks)."""
+    parts = path.resolve().parts
+    if len(parts) >= 4 and parts[-4] == "ExperimentRuns" and parts[-2].startswith("VoxelSpacing"):
+        return parts[-3]
+    return path.stem
 
 
 def read_mrc_tomogram(path: str | Path) -> Tomogram:
@@ -295,13 +306,21 @@ class CopickProject:
     """A copick filesystem project, read the way the competition shipped it or the way copick writes it."""
 
     def __init__(self, config_path: str | Path, weights: dict[str, float] | None = None, picks_user: str | None = None):
+        """`config_path`: a copick config, a folder holding `copick_config.json`, or a folder in the competition's
+        layout as Kaggle shipped it (`overlay/` and `static/`, no config: the six CZII classes are assumed)."""
         self.config_path = Path(config_path)
-        if not self.config_path.exists():
+        if self.config_path.is_dir() and (self.config_path / CONFIG_NAME).exists():
+            self.config_path = self.config_path / CONFIG_NAME
+        if self.config_path.is_dir():
+            self.config = competition_config(self.config_path)
+            self.config_path = self.config_path / CONFIG_NAME  # roots are relative to the folder, as if it were here
+        elif not self.config_path.exists():
             raise DataError(f"{self.config_path}: no copick config here")
-        try:
-            self.config = json.loads(self.config_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(f"{self.config_path}: not a readable JSON copick config ({err})") from None
+        else:
+            try:
+                self.config = json.loads(self.config_path.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise DataError(f"{self.config_path}: not a readable JSON copick config ({err})") from None
         if "overlay_root" not in self.config:
             raise DataError(f"{self.config_path}: copick config has no overlay_root")
         self.classes: tuple[ParticleClass, ...] = classes_from_copick(self.config, weights)
@@ -369,9 +388,9 @@ class CopickProject:
         return picks
 
 
-def write_copick_config(path: str | Path, classes: tuple[ParticleClass, ...], name: str, description: str) -> None:
+def copick_config(classes: tuple[ParticleClass, ...], name: str, description: str) -> dict:
     """A copick config whose roots are the `static/` and `overlay/` folders beside it (relative, so it can move)."""
-    config = {
+    return {
         "name": name,
         "description": description,
         "version": "1.0.0",
@@ -381,8 +400,19 @@ def write_copick_config(path: str | Path, classes: tuple[ParticleClass, ...], na
         "static_root": "local://static",
         "overlay_fs_args": {"auto_mkdir": True},
     }
+
+
+def competition_config(folder: Path) -> dict:
+    """The config of a folder in the competition's layout, which Kaggle shipped without one: its own roots and the
+    six CZII classes (whose table is the competition's)."""
+    if not (folder / "overlay" / "ExperimentRuns").is_dir() and not (folder / "static" / "ExperimentRuns").is_dir():
+        raise DataError(f"{folder}: neither a copick config nor a folder with overlay/ExperimentRuns or static/")
+    return copick_config(CZII_CLASSES, name=folder.name, description=f"the competition's layout at {folder}")
+
+
+def write_copick_config(path: str | Path, classes: tuple[ParticleClass, ...], name: str, description: str) -> None:
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(config, indent=2))
+        tmp.write_text(json.dumps(copick_config(classes, name, description), indent=2))
 
 
 def voxel_to_angstrom(zyx: np.ndarray, voxel_spacing: float) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from src.atomic import atomic_output
 from src.classes import ParticleClass
 from src.data.copick_io import spacing_folder, write_copick_config, write_picks_json
 from src.errors import DataError, UserError
@@ -64,6 +65,38 @@ def _tomo_type(tomogram) -> str:
     return TOMO_TYPE_OF.get(processing, TOMO_TYPE_OF.get(method, processing or method or "unknown"))
 
 
+def _download_run(run, out: Path, classes: tuple[ParticleClass, ...], tomo_type: str, folder_spacing: float) -> None:
+    """One portal run's `tomo_type` tomogram and point picks, into the copick layout under `out`."""
+    for spacing in run.tomogram_voxel_spacings:
+        if abs(spacing.voxel_spacing - folder_spacing) > 0.5:
+            continue
+        tomo_dir = out / "static" / "ExperimentRuns" / run.name / spacing_folder(folder_spacing)
+        for tomogram in spacing.tomograms:
+            if _tomo_type(tomogram) != tomo_type:
+                continue
+            tomo_dir.mkdir(parents=True, exist_ok=True)
+            tomogram.download_omezarr(str(tomo_dir))
+            downloaded = next(tomo_dir.glob("*.zarr"))
+            if downloaded.name != f"{tomo_type}.zarr":
+                shutil.move(downloaded, tomo_dir / f"{tomo_type}.zarr")
+        for annotation in spacing.annotations:
+            name = class_for_portal_object(annotation.object_name, classes)
+            if name is None:
+                continue
+            for shape in annotation.annotation_shapes:
+                for file in shape.annotation_files:
+                    if file.format != "ndjson":
+                        continue
+                    staging = out / ".download"
+                    staging.mkdir(exist_ok=True)
+                    file.download(str(staging))
+                    text = next(staging.glob("*.ndjson")).read_text()
+                    shutil.rmtree(staging)
+                    xyz, rot = portal_points_to_angstrom(text, spacing.voxel_spacing)
+                    picks = out / "overlay" / "ExperimentRuns" / run.name / "Picks" / f"{name}.json"
+                    write_picks_json(picks, name, run.name, xyz, spacing.voxel_spacing, rot)
+
+
 def download_dataset(
     dataset_id: int, out: str | Path, classes: tuple[ParticleClass, ...], tomo_type: str, folder_spacing: float
 ) -> Path:
@@ -81,34 +114,18 @@ def download_dataset(
         ) from None
     if not runs:
         raise DataError(f"the CryoET Data Portal has no runs in dataset {dataset_id}")
-    write_copick_config(out / "copick_config.json", classes, f"portal-{dataset_id}", f"CryoET Data Portal {dataset_id}")
-    for run in tqdm(runs, desc=f"dataset {dataset_id}", unit="run"):
-        for spacing in run.tomogram_voxel_spacings:
-            if abs(spacing.voxel_spacing - folder_spacing) > 0.5:
-                continue
-            tomo_dir = out / "static" / "ExperimentRuns" / run.name / spacing_folder(folder_spacing)
-            for tomogram in spacing.tomograms:
-                if _tomo_type(tomogram) != tomo_type:
-                    continue
-                tomo_dir.mkdir(parents=True, exist_ok=True)
-                tomogram.download_omezarr(str(tomo_dir))
-                downloaded = next(tomo_dir.glob("*.zarr"))
-                if downloaded.name != f"{tomo_type}.zarr":
-                    shutil.move(downloaded, tomo_dir / f"{tomo_type}.zarr")
-            for annotation in spacing.annotations:
-                name = class_for_portal_object(annotation.object_name, classes)
-                if name is None:
-                    continue
-                for shape in annotation.annotation_shapes:
-                    for file in shape.annotation_files:
-                        if file.format != "ndjson":
-                            continue
-                        staging = out / ".download"
-                        staging.mkdir(exist_ok=True)
-                        file.download(str(staging))
-                        text = next(staging.glob("*.ndjson")).read_text()
-                        shutil.rmtree(staging)
-                        xyz, rot = portal_points_to_angstrom(text, spacing.voxel_spacing)
-                        picks = out / "overlay" / "ExperimentRuns" / run.name / "Picks" / f"{name}.json"
-                        write_picks_json(picks, name, run.name, xyz, spacing.voxel_spacing, rot)
+    try:
+        with atomic_output(out) as tmp:  # a broken download leaves nothing that looks like a project
+            write_copick_config(
+                tmp / "copick_config.json", classes, f"portal-{dataset_id}", f"CryoET Data Portal {dataset_id}"
+            )
+            for run in tqdm(runs, desc=f"dataset {dataset_id}", unit="run"):
+                _download_run(run, tmp, classes, tomo_type, folder_spacing)
+    except DataError:
+        raise
+    except Exception as err:  # transport and file errors of several libraries, mid-download
+        raise PortalUnreachable(
+            f"downloading dataset {dataset_id} from the CryoET Data Portal failed ({type(err).__name__}: {err}); "
+            f"nothing was kept at {out}"
+        ) from None
     return out / "copick_config.json"

@@ -16,11 +16,10 @@ from tqdm import tqdm
 
 from src.atomic import atomic_output
 from src.classes import CZII_CLASSES
-from src.data.copick_io import CopickProject, root_path
+from src.data.copick_io import CONFIG_NAME, CopickProject
 from src.errors import UserError
 from src.params import Params
 
-CONFIG_NAME = "copick_config.json"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -33,12 +32,15 @@ def open_project(params: Params) -> CopickProject:
     return CopickProject(project_config(params), params.classes.weights, params.data.picks_user)
 
 
-def _link_external(config_path: Path, out: Path) -> None:
-    """Write `out/copick_config.json`: the external config with its roots made absolute."""
-    config = json.loads(Path(config_path).read_text())
-    for key in ("overlay_root", "static_root"):
-        if config.get(key):
-            config[key] = f"local://{root_path(Path(config_path).resolve(), config[key]).resolve()}"
+def _link_external(source: Path, out: Path) -> None:
+    """Write `out/copick_config.json`: the external project's config (a copick config, or the one a folder in the
+    competition's layout implies) with its roots made absolute."""
+    project = CopickProject(source)
+    config = {
+        **project.config,
+        "overlay_root": f"local://{project.overlay_root.resolve()}",
+        "static_root": f"local://{project.static_root.resolve()}",
+    }
     out.mkdir(parents=True)
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
@@ -64,7 +66,9 @@ def prepare_data(params: Params, progress: bool = True, workers: int = 1) -> dic
     if d.source not in ("synthetic", "copick", "portal"):
         raise UserError(f"data.source must be synthetic, copick or portal, got '{d.source}'")
     if d.source == "copick" and not (d.copick_config and Path(d.copick_config).exists()):
-        raise UserError(f"data.copick_config must name an existing copick config, got '{d.copick_config}'")
+        raise UserError(
+            f"data.copick_config must name an existing copick config or project folder, got '{d.copick_config}'"
+        )
     with atomic_output(d.out) as tmp:
         if d.source == "synthetic":
             from src.data.synth import synthesize_project

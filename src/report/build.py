@@ -9,7 +9,7 @@ import pandas as pd
 import yaml
 
 from src.report import figures, render, stats
-from src.report.runs import CLASS_COLUMNS, load_published, load_runs
+from src.report.runs import class_columns, load_published, load_runs
 from src.training.cells import MODELS, PAPER_CHANNELS, PAPER_PATCHES, all_cells
 
 CLAIMS_FILE = Path(__file__).with_name("paper_claims.yaml")
@@ -59,6 +59,7 @@ def analysis(frame: pd.DataFrame, s: stats.Settings) -> dict:
     best = stats.best_model(stats.model_summary(frame))
     attention = stats.attention_vs_baseline(frame, s)
     patch = stats.patch_effect(frame, s)
+    patch_steps = stats.patch_steps(frame, s)
     channels = stats.channel_effect(frame, s)
     return {
         "summary": summary,
@@ -68,6 +69,7 @@ def analysis(frame: pd.DataFrame, s: stats.Settings) -> dict:
         "attention": attention,
         "patch": patch,
         "patch_counts": dict(Counter(c.verdict for c in patch)),
+        "patch_steps": patch_steps,
         "channels": channels,
         "channel_counts": dict(Counter(c.verdict for c in channels)),
         "time": stats.attention_vs_baseline(frame, s, value="train_minutes"),
@@ -109,6 +111,7 @@ def build_report(
     s = stats.Settings.from_params(report_params)
     d = report_params.decimals
     runs = load_runs(metrics_dir, tracking_uri)
+    columns = class_columns(runs)
     published = load_published()
     claims = yaml.safe_load(CLAIMS_FILE.read_text())
     names = set(runs["cell"])
@@ -125,10 +128,9 @@ def build_report(
         "paper": analysis(published, s),
         "checks": paper_checks(published, claims),
         "per_class": [
-            {"model": m, "scores": [row[c] for c in CLASS_COLUMNS]}
-            for m, row in stats.per_class(runs, CLASS_COLUMNS).iterrows()
+            {"model": m, "scores": [row[c] for c in columns]} for m, row in stats.per_class(runs, columns).iterrows()
         ],
-        "classes": [c.split("/", 1)[1] for c in CLASS_COLUMNS],
+        "classes": [c.split("/", 1)[1] for c in columns],
         "min_pairs": s.min_pairs,
         "bootstrap": s,
     }
@@ -148,6 +150,6 @@ def build_report(
     if make_figures:
         figures.fbeta_vs_patch(runs, out / "fbeta_vs_patch.png")
         figures.score_vs_minutes(runs, out / "score_vs_minutes.png")
-        figures.per_class_scores(stats.per_class(runs, CLASS_COLUMNS), out / "per_class.png")
+        figures.per_class_scores(stats.per_class(runs, columns), out / "per_class.png")
         written += [out / "fbeta_vs_patch.png", out / "score_vs_minutes.png", out / "per_class.png"]
     return written

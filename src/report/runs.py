@@ -16,17 +16,14 @@ from src.errors import UserError
 from src.training.cells import PAPER_CHANNELS, PAPER_PATCHES, Cell
 
 PUBLISHED_CSV = Path(__file__).with_name("published_results.csv")
-CLASSES = (
-    "apo-ferritin",
-    "beta-amylase",
-    "beta-galactosidase",
-    "ribosome",
-    "thyroglobulin",
-    "virus-like-particle",
-)
 KEYS = ["cell", "model", "channels", "patch", "sample"]
 VALUES = ["fbeta", "train_minutes", "seconds_per_epoch", "inference_seconds_per_tomogram", "val_best_score"]
-CLASS_COLUMNS = [f"fbeta/{name}" for name in CLASSES]
+CLASS_PREFIX = "fbeta/"  # per-class test F-beta columns, one per class the runs logged (MLflow "test_fbeta/<class>")
+
+
+def class_columns(frame: pd.DataFrame) -> list[str]:
+    """The per-class columns of a `load_runs` frame, in the order the runs logged them."""
+    return [c for c in frame.columns if c.startswith(CLASS_PREFIX)]
 
 
 def read_metrics_files(metrics_dir: str | Path) -> list[dict]:
@@ -94,8 +91,9 @@ def load_runs(metrics_dir: str | Path, tracking_uri: str | None = None) -> pd.Da
         row["train_minutes"] = _metric(run, "train_minutes", f"MLflow run {run_id} ({cell.name})")
         for name in VALUES[2:]:
             row[name] = float(run.data.metrics.get(name, float("nan")))
-        for name in CLASSES:
-            row[f"fbeta/{name}"] = float(run.data.metrics.get(f"test_fbeta/{name}", float("nan")))
+        for key, value in run.data.metrics.items():
+            if key.startswith("test_fbeta/"):
+                row[CLASS_PREFIX + key.split("/", 1)[1]] = float(value)
         row["run_id"] = run_id
         rows.append(row)
     frame = pd.DataFrame(rows)

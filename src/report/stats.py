@@ -180,13 +180,36 @@ def patch_effect(df: pd.DataFrame, s: Settings) -> list[Paired]:
     return factor_effect(df, "patch", PATCH_KEYS[0], PATCH_KEYS[-1], s)
 
 
+def patch_steps(df: pd.DataFrame, s: Settings) -> list[Paired]:
+    """Each step up in patch size (p64 -> p96, p96 -> p128) within each model; Holm across all of them. Together
+    with `patch_effect` (the two ends) this says whether a trend is monotone or carried by one step."""
+    keys = ["channels", "sample"]
+    family = [
+        paired(df[df["model"] == m], "fbeta", "patch", a, b, keys, s, within=m)
+        for m in MODELS
+        for a, b in zip(PATCH_KEYS, PATCH_KEYS[1:], strict=False)
+    ]
+    return adjust(family, s, "higher", "lower")
+
+
 def channel_effect(df: pd.DataFrame, s: Settings) -> list[Paired]:
     return factor_effect(df, "channels", CHANNEL_KEYS[0], CHANNEL_KEYS[-1], s)
 
 
+def matched_configurations(df: pd.DataFrame, value: str = "fbeta") -> pd.DataFrame:
+    """The rows of configurations (channels x patch x sample) that every model with any `value` has a `value` for,
+    so that per-model means compare the models on the same configurations (the full grid: all 12 of each)."""
+    scored = df.dropna(subset=[value])
+    keys = ["channels", "patch", "sample"]
+    models = scored["model"].nunique()
+    complete = scored.groupby(keys)["model"].transform("nunique") == models
+    return scored[complete]
+
+
 def model_summary(df: pd.DataFrame, value: str = "fbeta") -> pd.DataFrame:
-    """Mean, sd and count of `value` per model (all four models, in grid order; NaN where a model has no cells)."""
-    grouped = df.dropna(subset=[value]).groupby("model")[value]
+    """Mean, sd and count of `value` per model over the matched configurations (all four models, in grid order;
+    NaN where a model has no cells)."""
+    grouped = matched_configurations(df, value).groupby("model")[value]
     out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()})
     out = out.reindex(list(MODELS))
     out["n"] = out["n"].fillna(0).astype(int)

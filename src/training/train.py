@@ -11,6 +11,7 @@ into place and `metrics/<cell>.json` written, so a crash never leaves an output 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -59,7 +60,17 @@ def _solution(project, runs) -> pd.DataFrame:
     return pd.concat([project.picks(r) for r in runs], ignore_index=True)
 
 
+def _flatten(prefix: str, value) -> dict:
+    """{"a.b.c": leaf} of a nested params dataclass or dict."""
+    if dataclasses.is_dataclass(value):
+        value = asdict(value)
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(f"{prefix}.{key}", item).items()}
+    return {prefix: str(value) if isinstance(value, list | tuple) else value}
+
+
 def _flat_params(cell: Cell, params: Params) -> dict:
+    """Every param the cell ran with: its own sizes, then each params.yaml section it depends on, flattened."""
     t = params.train
     flat = {
         "cell": cell.name,
@@ -67,13 +78,17 @@ def _flat_params(cell: Cell, params: Params) -> dict:
         "channels": "-".join(map(str, t.channels[cell.channels])),
         "patch_size": "x".join(map(str, t.patches[cell.patch])),
         "sample": cell.sample_number,
-        **{k: v for k, v in asdict(t).items() if k not in ("channels", "patches", "augment")},
-        **{f"augment.{k}": v for k, v in asdict(t.augment).items()},
-        **{f"predict.{k}": v for k, v in asdict(params.predict).items()},
-        "label_radius_fraction": params.masks.label_radius_fraction,
-        "tomo_type": params.data.tomo_type,
-        "data_source": params.data.source,
+        **{k: v for k, v in asdict(t).items() if k not in ("channels", "patches", "augment", "network")},
+        **_flatten("network", t.network),
+        **_flatten("augment", t.augment),
+        **_flatten("predict", params.predict),
+        **_flatten("masks", params.masks),
+        **_flatten("data", params.data),
+        **_flatten("split", params.split),
+        **_flatten("classes", params.classes),
     }
+    if params.data.source == "synthetic":
+        flat.update(_flatten("synth", params.synth))
     return {k: str(v) if isinstance(v, list | tuple | dict) else v for k, v in flat.items()}
 
 
@@ -137,7 +152,7 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
 
     torch.manual_seed(t.seed)
     model = build_model(
-        cell.model, channels=t.channels[cell.channels], out_channels=len(classes) + 1, num_res_units=t.num_res_units
+        cell.model, channels=t.channels[cell.channels], out_channels=len(classes) + 1, **asdict(t.network)
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     loss_fn = TverskyLoss(to_onehot_y=True, softmax=True, alpha=t.tversky_alpha, beta=t.tversky_beta)
@@ -246,11 +261,12 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
         }
         tracking.log_test_result(test.score, {k: v.fbeta for k, v in test.classes.items()}, durations)
 
+        # The artifact first: after the rename only the metrics file is left to write.
         with atomic_output(final_dir) as tmp:
             tmp.mkdir()
             shutil.copy2(best, tmp / "model.pt")
             (tmp / "history.json").write_text(json.dumps(state["history"], indent=2) + "\n")
-        mlflow.log_artifact(str(final_dir / "model.pt"))
+            mlflow.log_artifact(str(tmp / "model.pt"))
         record = {
             "cell": cell.name,
             "model": cell.model,
