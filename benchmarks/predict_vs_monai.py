@@ -3,13 +3,14 @@
     python benchmarks/predict_vs_monai.py                      # full size 184 x 630 x 630 (minutes on a CPU)
     python benchmarks/predict_vs_monai.py --shape 64,160,160   # quick check
 
-A model with fixed random weights (seed 0, unet c16, patch 32x128x128) is saved as a checkpoint. Each path runs in
-its own subprocess, which reports its wall time, points and its own peak RSS (getrusage RUSAGE_SELF), so peaks do
-not mix:
+A model with fixed random weights (seed 0, unet c16, patch 32x128x128) is saved as a checkpoint, or `--model CKPT`
+uses a trained one (e.g. models/unet-c16-p128-s1/model.pt after `dvc repro`), so the scores mean something. Each
+path runs in its own subprocess, which reports its wall time, points and its own peak RSS (getrusage RUSAGE_SELF), so
+peaks do not mix:
   (a) ours: `predict_tomogram` with params.yaml's predict settings, then `maps_to_points`;
   (b) plain: MONAI sliding_window_inference (overlap 0.25, float32, sw_batch_size 1) on the whole volume, full
       7-channel output, argmax, scipy.ndimage.label per class + center_of_mass -> points.
-Random weights give scores near 0; the scores only show that both paths run end to end. `--device cuda` (the
+Random weights give scores near 0: then the scores only show that both paths run end to end. `--device cuda` (the
 default where a GPU is seen) runs both on the GPU: ours with fp16 autocast, plain in float32.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,7 +71,7 @@ def run_plain(workdir: Path, device: str) -> dict:
     model, meta = load_checkpoint(workdir / "model.pt", device)
     x = torch.from_numpy((volume - volume.mean()) / volume.std())[None, None].to(device)
     with torch.inference_mode():
-        out = sliding_window_inference(x, PATCH, 1, model, overlap=0.25, mode="gaussian")
+        out = sliding_window_inference(x, tuple(meta["patch_size"]), 1, model, overlap=0.25, mode="gaussian")
         label = out[0].argmax(0).cpu().numpy().astype(np.uint8)
     del out
     inferred = time.perf_counter()
@@ -102,7 +104,7 @@ def child(part: str, workdir: Path, device: str) -> None:
     (workdir / f"{part}.json").write_text(json.dumps(result))
 
 
-def prepare(workdir: Path, shape: tuple[int, int, int]) -> pd.DataFrame:
+def prepare(workdir: Path, shape: tuple[int, int, int], checkpoint: Path | None) -> pd.DataFrame:
     from src.classes import CZII_CLASSES
     from src.data.copick_io import voxel_to_angstrom
     from src.data.synth import synthesize_run
@@ -123,6 +125,9 @@ def prepare(workdir: Path, shape: tuple[int, int, int]) -> pd.DataFrame:
     picks.insert(0, "particle_type", [o.kind for o in mine])
     picks.insert(0, "experiment", "bench")
     picks.to_csv(workdir / "picks.csv", index=False)
+    if checkpoint is not None:
+        shutil.copy(checkpoint, workdir / "model.pt")
+        return picks
     torch.manual_seed(0)
     model = build_model("unet", (16, 32, 64, 128))
     save_checkpoint(
@@ -142,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="184,630,630", help="D,H,W of the synthetic tomogram")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where both paths run")
+    parser.add_argument("--model", type=Path, help="a trained checkpoint (default: random weights)")
     parser.add_argument("--part", choices=["ours", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,7 +165,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         t0 = time.perf_counter()
-        picks = prepare(workdir, shape)
+        picks = prepare(workdir, shape, args.model)
         print(f"tomogram {shape}, {len(picks)} picks, synthesised in {time.perf_counter() - t0:.1f} s", flush=True)
         for part, label in (("plain", "(b) plain MONAI"), ("ours", "(a) ours")):
             cmd = [sys.executable, __file__, "--part", part, "--workdir", str(workdir), "--device", args.device]

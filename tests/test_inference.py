@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -170,6 +171,52 @@ def test_known_blob_gives_its_centre_in_angstrom():
     assert len(maps_to_points(two, CLASSES, thresholds, lo, hi, "run")) == 2
     weak = sphere_maps((24, 40, 36), [centre], 7.5, ribo.label, prob=0.4)
     assert maps_to_points(weak, CLASSES, thresholds, lo, hi, "run").empty
+
+
+class BrightBlobDetector(torch.nn.Module):
+    """A fixed 1x1x1 convolution: where the z-scored input is positive, the ribosome logit beats background's."""
+
+    def __init__(self, label: int, n_out: int = len(CLASSES) + 1):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, n_out, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.fill_(-5.0)
+            self.conv.bias[0] = 0.0
+            self.conv.weight[label] = 5.0
+            self.conv.bias[label] = 0.0
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_a_known_blob_through_sliding_windows_slabs_and_score_lands_on_its_centre(tmp_path):
+    """The whole inference path (z-score, slab-wise Gaussian sliding windows, argmax map, components, Angstrom) on a
+    bright sphere, then the CSV through the `score` command: one ribosome found exactly, so the score is 1/7."""
+    ribo = by_name(CLASSES)["ribosome"]
+    centre = (19.4, 30.7, 26.2)  # z, y, x voxels: off the voxel grid and across a slab boundary (slab_depth 16)
+    volume = np.zeros((40, 64, 64), np.float32)
+    paint_spheres(volume, np.array([centre]), 7.5, 1)
+    params = load_params(REPO / "params.yaml").predict
+    slabs = dataclasses.replace(params, slab_depth=16)
+    maps = predict_volume(BrightBlobDetector(ribo.label), volume, PATCH, SPACING, slabs, progress=False)
+    assert maps.label.shape == volume.shape and maps.voxel_spacing == SPACING
+    lo, hi = bounds()
+    points = maps_to_points(maps, CLASSES, {c.name: 0.5 for c in CLASSES}, lo, hi, "TS_1")
+    assert len(points) == 1 and points.particle_type[0] == "ribosome"
+    offset = points[["x", "y", "z"]].to_numpy()[0] / SPACING - np.array(centre[::-1])
+    assert np.all(np.abs(offset) < 1.0), offset  # within one voxel of the true centre on every axis
+
+    write_submission(points, tmp_path / "submission.csv")
+    xyz = np.array(centre[::-1]) * SPACING
+    pd.DataFrame([{"experiment": "TS_1", "particle_type": "ribosome", "x": xyz[0], "y": xyz[1], "z": xyz[2]}]).to_csv(
+        tmp_path / "solution.csv", index=False
+    )
+    result = run_cli("score", str(tmp_path / "solution.csv"), str(tmp_path / "submission.csv"), "--json")
+    assert result.returncode == 0, result.stderr
+    scored = json.loads(result.stdout)
+    assert scored["classes"]["ribosome"]["tp"] == 1 and scored["classes"]["ribosome"]["fp"] == 0
+    assert scored["score"] == pytest.approx(1 / 7)  # weight 1 of the sum of all weights, 7
 
 
 def test_painted_picks_round_trip_through_the_metric(tiny_project, params, tmp_path):
