@@ -253,6 +253,19 @@ def test_partial_grid_marks_missing_cells_and_says_why(env, tmp_path):
         assert md_row(summary, model)[1:] == [f"{truth[f'{model}-c16-p64-s1'][0]:.3f} ± —", "1"]
 
 
+def test_models_run_on_disjoint_configurations_are_not_ranked(env, tmp_path):
+    root, _ = env
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    for name in ("unet-c16-p64-s1", "unet-c16-p96-s1", "unet_se-c32-p64-s1", "unet_se-c32-p96-s1"):
+        shutil.copy(root / "metrics" / f"{name}.json", metrics)
+    out = tmp_path / "paper"
+    build_report(metrics, out, REPORT)
+    conclusions = (out / "conclusions.md").read_text()
+    assert "No configuration has a test score for every model that has one" in conclusions
+    assert "has the highest mean test F-beta" not in conclusions
+
+
 def test_latex_tables_are_well_formed(env, tmp_path):
     root, _ = env
     out = tmp_path / "paper"
