@@ -29,15 +29,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monai.losses import TverskyLoss  # noqa: E402
-
 from src.classes import CZII_CLASSES  # noqa: E402
 from src.data.copick_io import CopickProject  # noqa: E402
 from src.data.synth import synthesize_project  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.params import load_params  # noqa: E402
 from src.training.cells import CHANNEL_KEYS, MODELS, PAPER_PATCHES, PATCH_KEYS  # noqa: E402
-from src.training.train import draw_batch, train_step, training_volumes  # noqa: E402
+from src.training.train import draw_batch, train_step, training_loss, training_volumes  # noqa: E402
 from src.training.transforms import augment  # noqa: E402
 
 MODES = {"fp32": (False, False), "bf16": (True, False), "bf16+cl": (True, True)}
@@ -62,9 +60,7 @@ def _sync(device: torch.device) -> None:
 def time_steps(model, batches, device, use_amp: bool, warmup: int, params) -> tuple[float, float]:
     """(median ms per step over the batches after `warmup`, peak GPU MiB or nan)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=params.train.lr)
-    loss_fn = TverskyLoss(
-        to_onehot_y=True, softmax=True, alpha=params.train.tversky_alpha, beta=params.train.tversky_beta
-    )
+    loss_fn = training_loss(params.train)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []

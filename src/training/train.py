@@ -89,7 +89,7 @@ def _flat_params(cell: Cell, params: Params) -> dict:
     }
     if params.data.source == "synthetic":
         flat.update(_flatten("synth", params.synth))
-    return {k: str(v) if isinstance(v, list | tuple | dict) else v for k, v in flat.items()}
+    return flat
 
 
 def _seed_epoch(seed: int, epoch: int, transforms) -> np.random.Generator:
@@ -113,6 +113,11 @@ def training_volumes(project, runs, params: Params) -> tuple[list[dict], float]:
         )
         volumes.append(prep(volume_item(tomo.data, mask, tomo.voxel_spacing)))
     return volumes, float(tomo.voxel_spacing)
+
+
+def training_loss(t) -> TverskyLoss:
+    """The paper's Tversky loss on softmax outputs; `t` is params.train (alpha weighs false positives)."""
+    return TverskyLoss(to_onehot_y=True, softmax=True, alpha=t.tversky_alpha, beta=t.tversky_beta)
 
 
 def draw_batch(transforms, volumes: list[dict], rng: np.random.Generator, batch_size: int, device: torch.device):
@@ -155,7 +160,7 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
         cell.model, channels=t.channels[cell.channels], out_channels=len(classes) + 1, **asdict(t.network)
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
-    loss_fn = TverskyLoss(to_onehot_y=True, softmax=True, alpha=t.tversky_alpha, beta=t.tversky_beta)
+    loss_fn = training_loss(t)
     use_amp = t.amp and device.type == "cuda"
 
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": [], "run_id": None, "seconds": 0.0}
