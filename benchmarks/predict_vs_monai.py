@@ -129,7 +129,7 @@ def prepare(workdir: Path, shape: tuple[int, int, int], checkpoint: Path | None)
         shutil.copy(checkpoint, workdir / "model.pt")
         return picks
     torch.manual_seed(0)
-    model = build_model("unet", (16, 32, 64, 128))
+    model = build_model("none", (16, 32, 64, 128))  # the baseline U-Net
     save_checkpoint(
         workdir / "model.pt",
         model,

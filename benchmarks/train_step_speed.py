@@ -19,7 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from src.data.copick_io import CopickProject  # noqa: E402
 from src.data.synth import synthesize_project  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.params import load_params  # noqa: E402
-from src.training.cells import CHANNEL_KEYS, MODELS, PAPER_PATCHES, PATCH_KEYS  # noqa: E402
+from src.study import Study, size_label  # noqa: E402
 from src.training.train import draw_batch, train_step, training_loss, training_volumes  # noqa: E402
 from src.training.transforms import augment  # noqa: E402
 
@@ -42,12 +42,9 @@ MODES = {"fp32": (False, False), "bf16": (True, False), "bf16+cl": (True, True)}
 
 
 def synthetic_volumes(params, shape: tuple[int, int, int], workdir: Path):
-    s = params.synth
     out = workdir / "project"
-    synthesize_project(
-        out, 1, shape, s.seed, s.voxel_spacing, params.data.voxel_spacing, CZII_CLASSES,
-        s.placement, s.distractors, s.imaging, s.run_prefix, progress=False,
-    )  # fmt: skip
+    settings = replace(params.synth, runs=1, shape=shape)
+    synthesize_project(out, settings, CZII_CLASSES, params.data.voxel_spacing, progress=False)
     project = CopickProject(out / "copick_config.json")
     return training_volumes(project, project.run_names(), params)[0]
 
@@ -76,10 +73,12 @@ def time_steps(model, batches, device, use_amp: bool, warmup: int, params) -> tu
 
 
 def main() -> None:
+    params = load_params(REPO / "params.yaml")
+    study = Study.from_params(params)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--channels", default=",".join(CHANNEL_KEYS), help="keys of params.yaml's train.channels")
-    ap.add_argument("--patches", default=",".join(PATCH_KEYS), help="paper patch keys (32x64x64 ... 32x128x128)")
+    ap.add_argument("--models", default=",".join(study.model_keys))
+    ap.add_argument("--channels", default=",".join(study.channel_keys), help="keys of params.yaml's study.channels")
+    ap.add_argument("--patches", default=",".join(study.patch_keys), help="keys of the paper's patches (study.patches)")
     ap.add_argument("--modes", default="fp32,bf16,bf16+cl", help=f"among {', '.join(MODES)} (bf16 needs a GPU)")
     ap.add_argument("--steps", type=int, default=15, help="timed steps per row")
     ap.add_argument("--warmup", type=int, default=5)
@@ -87,7 +86,6 @@ def main() -> None:
     ap.add_argument("--shape", default="64,256,256", help="z,y,x of the synthetic tomogram patches come from")
     args = ap.parse_args()
 
-    params = load_params(REPO / "params.yaml")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     modes = args.modes.split(",")
     if device.type == "cpu":
@@ -100,7 +98,7 @@ def main() -> None:
     rows = []
     n = len(CZII_CLASSES) + 1
     for patch_key in args.patches.split(","):
-        patch = tuple(int(v) for v in PAPER_PATCHES[patch_key].split("x"))
+        patch = study.patches[patch_key]
         transforms = augment(patch, n, params.train.augment)
         transforms.set_random_state(seed=0)
         rng = np.random.default_rng(0)
@@ -109,14 +107,14 @@ def main() -> None:
         _sync(device)
         augment_ms = 1000 * (time.perf_counter() - start) / len(batches)
         for channel_key in args.channels.split(","):
-            channels = params.train.channels[channel_key]
+            channels = study.channels[channel_key]
             for name in args.models.split(","):
                 for mode in modes:
                     use_amp, channels_last = MODES[mode]
                     torch.manual_seed(0)
-                    model = build_model(name, channels=channels, out_channels=n, **asdict(params.train.network)).to(
-                        device
-                    )
+                    spec = study.models[name]
+                    network = asdict(params.train.network)
+                    model = build_model(spec.attention, channels, n, spec.attention_kwargs, **network).to(device)
                     data = batches
                     if channels_last:
                         model = model.to(memory_format=torch.channels_last_3d)
@@ -125,7 +123,7 @@ def main() -> None:
                         ms, peak = time_steps(model, data, device, use_amp, args.warmup, params)
                         rows.append(
                             dict(
-                                patch="x".join(map(str, patch)), channels="-".join(map(str, channels)), model=name,
+                                patch=size_label(patch), channels=size_label(channels, "-"), model=name,
                                 mode=mode, step_ms=ms, augment_ms=augment_ms, peak_gpu_mib=peak,
                                 s_per_epoch=args.epoch_steps * (ms + augment_ms) / 1000,
                             )

@@ -44,26 +44,21 @@ def synth(
     ] = 1,
 ):
     """Write a synthetic CZII-like copick project (tomograms as OME-NGFF zarr, picks in Angstrom)."""
+    import dataclasses
+
     from src.classes import CZII_CLASSES
     from src.data.synth import synthesize_project
 
     p = load_params()
     s = p.synth
-    summary = synthesize_project(
-        out,
-        runs if runs is not None else s.runs,
-        _shape(shape) if shape else s.shape,
-        seed if seed is not None else s.seed,
-        s.voxel_spacing,
-        p.data.voxel_spacing,
-        CZII_CLASSES,
-        s.placement,
-        s.distractors,
-        s.imaging,
-        s.run_prefix,
-        picks_naming or s.picks_naming,
-        workers=workers,
+    settings = dataclasses.replace(
+        s,
+        runs=runs if runs is not None else s.runs,
+        shape=_shape(shape) if shape else s.shape,
+        seed=seed if seed is not None else s.seed,
+        picks_naming=picks_naming or s.picks_naming,
     )
+    summary = synthesize_project(out, settings, CZII_CLASSES, p.data.voxel_spacing, workers=workers)
     per_run = summary["seconds_per_run"]
     typer.echo(f"wrote {summary['runs']} runs of {tuple(summary['shape'])} to {out}")
     typer.echo(f"seconds per run: mean {sum(per_run) / len(per_run):.1f}, max {max(per_run):.1f}")
@@ -216,14 +211,19 @@ def solution(
 @app.command()
 def models(
     patch_sizes: Annotated[
-        str, typer.Option(help="Patch sizes D,H,W separated by ';'.")
-    ] = "32,64,64;32,96,96;32,128,128",
+        str | None, typer.Option(help="Patch sizes D,H,W separated by ';' [params: study.patches, the paper's].")
+    ] = None,
 ):
     """Print parameters, multiply-adds per patch size and training-step activation memory of every model."""
+    from dataclasses import asdict
+
     from src.models.summary import format_model_table, model_table
 
-    patches = tuple(_shape(p) for p in patch_sizes.split(";"))
-    typer.echo(format_model_table(model_table(patch_sizes=patches)))
+    p = load_params()
+    s = p.study
+    patches = tuple(_shape(x) for x in patch_sizes.split(";")) if patch_sizes else tuple(s.patches.values())
+    table = model_table(s.models, patches, tuple(s.channels.values()), network=asdict(p.train.network))
+    typer.echo(format_model_table(table))
 
 
 @app.command()
@@ -279,27 +279,29 @@ def thresholds(
 @app.command()
 def train(
     cell: Annotated[str | None, typer.Option(help="A cell name such as unet_se-c16-p128-s1.")] = None,
-    model: Annotated[str | None, typer.Option(help="unet, unet_ag, unet_se or unet_cbam (instead of --cell).")] = None,
-    channels: Annotated[str | None, typer.Option(help="Channel config key: c16 or c32.")] = None,
-    patch: Annotated[str | None, typer.Option(help="Patch size key: p64, p96 or p128.")] = None,
-    sample: Annotated[str | None, typer.Option(help="Data sample: s1 or s2.")] = None,
+    model: Annotated[str | None, typer.Option(help="A model key [params: study.models] (instead of --cell).")] = None,
+    channels: Annotated[str | None, typer.Option(help="Channel config key [params: study.channels].")] = None,
+    patch: Annotated[str | None, typer.Option(help="Patch size key [params: study.patches].")] = None,
+    sample: Annotated[str | None, typer.Option(help="Data sample key [params: study.samples].")] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue from the last epoch checkpoint of an interrupted run.")
     ] = False,
 ):
     """Train one grid cell (DVC stage train@<cell>): fit, validate, tune thresholds, test, log to MLflow."""
-    from src.training.cells import Cell
+    from src.study import Study
     from src.training.train import train_cell
 
+    p = load_params()
+    study = Study.from_params(p)
     if cell is not None:
         if any(v is not None for v in (model, channels, patch, sample)):
             raise UserError("give either --cell or --model/--channels/--patch/--sample, not both")
-        chosen = Cell.parse(cell)
+        chosen = study.parse(cell)
     elif None in (model, channels, patch, sample):
         raise UserError("give --cell NAME, or all of --model, --channels, --patch and --sample")
     else:
-        chosen = Cell(model, channels, patch, sample)
-    record = train_cell(chosen, load_params(), resume=resume)
+        chosen = study.cell(model, channels, patch, sample)
+    record = train_cell(chosen, p, resume=resume)
     typer.echo(
         f"{chosen.name}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "
         f"{record['train_minutes']:.1f} min; MLflow run {record['mlflow_run_id']}"

@@ -30,8 +30,8 @@ from scipy.spatial import KDTree
 from src.classes import CZII_CLASSES, ParticleClass, by_name
 from src.errors import DataError, UserError
 
-COORDS = ["x", "y", "z"]
-REQUIRED_COLUMNS = ["experiment", "particle_type", *COORDS]
+COORDS = ["x", "y", "z"]  # Angstrom
+POINT_COLUMNS = ["experiment", "particle_type", *COORDS]  # a table of points: picks, predictions, CSVs
 
 
 @dataclass
@@ -188,11 +188,9 @@ def read_points_csv(path: str | Path) -> pd.DataFrame:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"points file {path} cannot be read as CSV ({reason})") from None
     raw.columns = [str(c).strip() for c in raw.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    missing = [c for c in POINT_COLUMNS if c not in raw.columns]
     if missing:
-        raise DataError(
-            f"points file {path} lacks column(s) {', '.join(missing)}; it needs {', '.join(REQUIRED_COLUMNS)}"
-        )
+        raise DataError(f"points file {path} lacks column(s) {', '.join(missing)}; it needs {', '.join(POINT_COLUMNS)}")
 
     out = pd.DataFrame({"experiment": raw["experiment"].astype(str), "particle_type": raw["particle_type"].astype(str)})
     for name in ["experiment", "particle_type"]:
@@ -217,7 +215,7 @@ def _row_number(mask) -> int:
 
 def _checked_frame(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     """Only the required columns, with str names and float64 coordinates; a UserError names what is wrong."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    missing = [c for c in POINT_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"the {what} lacks column(s) {', '.join(missing)}")
     out = pd.DataFrame(

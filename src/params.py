@@ -10,6 +10,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -20,6 +21,28 @@ PARAMS_FILE = Path("params.yaml")
 
 class ParamsError(UserError):
     """params.yaml does not match the expected sections and keys."""
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """One model of the study: its attention block (a name in src/models/attention.py) with that block's options,
+    and how the report shows it."""
+
+    attention: str
+    attention_kwargs: dict[str, Any]
+    label: str
+    color: str
+
+
+@dataclass(frozen=True)
+class StudyParams:
+    """The study's vocabulary (src/study.py): models, channel and patch keys with the paper's sizes, samples."""
+
+    baseline: str
+    models: dict[str, ModelParams]
+    channels: dict[str, tuple[int, ...]]
+    patches: dict[str, tuple[int, int, int]]
+    samples: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -126,7 +149,7 @@ class AugmentParams:
 
 @dataclass(frozen=True)
 class NetworkParams:
-    """The block layout shared by all four models: AttentionUNet3D's arguments other than channels and attention."""
+    """The backbone all models share: AttentionUNet3D's arguments other than channels and attention."""
 
     strides: tuple[int, int, int]
     num_res_units: int
@@ -135,15 +158,13 @@ class NetworkParams:
     dropout: float
     kernel_size: int
     up_kernel_size: int
-    se_reduction: int
-    cbam_reduction: int
-    cbam_kernel_size: int
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    channels: dict[str, tuple[int, int, int, int]]
-    patches: dict[str, tuple[int, int, int]]
+    patch_scale: tuple[float, float, float]
+    models_dir: str
+    metrics_dir: str
     network: NetworkParams
     epochs: int
     steps_per_epoch: int
@@ -159,7 +180,6 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class ReportParams:
-    metrics_dir: str
     out: str
     alpha: float
     confidence: float
@@ -172,6 +192,7 @@ class ReportParams:
 
 @dataclass(frozen=True)
 class Params:
+    study: StudyParams
     data: DataParams
     classes: ClassParams
     synth: SynthParams
@@ -201,6 +222,12 @@ def _build(cls, raw, where: str):
             return None
         inner = [a for a in args if a is not type(None)][0]
         return _build(inner, raw, where)
+    if cls is Any:
+        return raw
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(raw, list | tuple) or not raw:
+            raise ParamsError(f"{where}: expected a non-empty list, got {raw!r}")
+        return tuple(_build(args[0], v, where) for v in raw)
     if origin is tuple:
         if not isinstance(raw, list | tuple) or len(raw) != len(args):
             raise ParamsError(f"{where}: expected a list of {len(args)} values, got {raw!r}")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 EXPERIMENT = "attention-unet-cryoet"
@@ -82,6 +83,28 @@ def cell_run(run_name: str, tags: dict[str, str], params: dict, run_id: str | No
         mlflow.end_run(status="FAILED")
         raise
     mlflow.end_run(status="FINISHED")
+
+
+# --- a cell's sizes, logged as JSON lists and read back as tuples -------------------------------------------------
+
+
+def size_params(channel_sizes: Sequence[int], patch_size: Sequence[int]) -> dict[str, str]:
+    """The MLflow params of the sizes a cell trained with (MLflow params are strings: JSON keeps them typed)."""
+    return {
+        "channel_sizes": json.dumps([int(c) for c in channel_sizes]),
+        "patch_size": json.dumps([int(s) for s in patch_size]),
+    }
+
+
+def read_sizes(run_params: dict[str, str]) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """(channel sizes, patch size) as `size_params` logged them; None for a size the run did not log."""
+    sizes = []
+    for key in ("channel_sizes", "patch_size"):
+        try:
+            sizes.append(tuple(int(v) for v in json.loads(run_params[key])))
+        except (KeyError, ValueError, TypeError):
+            sizes.append(None)
+    return sizes[0], sizes[1]
 
 
 # --- what a finished cell records: the MLflow metric names and metrics/<cell>.json ---------------------------------

@@ -23,23 +23,18 @@ def params():
 def make_project(
     out: Path, params, runs: int = 2, seed: int = 0, picks_naming: str = "competition", workers: int = 1, **imaging
 ):
+    """A TINY_SHAPE project of params.yaml's synthetic settings with a few of them changed; `imaging` overrides
+    fields of `synth.imaging` (e.g. snr=0.0)."""
     s = params.synth
-    return synthesize_project(
-        out,
-        runs,
-        TINY_SHAPE,
-        seed,
-        s.voxel_spacing,
-        params.data.voxel_spacing,
-        CZII_CLASSES,
-        s.placement,
-        s.distractors,
-        dataclasses.replace(s.imaging, **imaging),
-        s.run_prefix,
-        picks_naming,
-        progress=False,
-        workers=workers,
+    settings = dataclasses.replace(
+        s,
+        runs=runs,
+        shape=TINY_SHAPE,
+        seed=seed,
+        picks_naming=picks_naming,
+        imaging=dataclasses.replace(s.imaging, **imaging),
     )
+    return synthesize_project(out, settings, CZII_CLASSES, params.data.voxel_spacing, progress=False, workers=workers)
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def tiny_model(seed: int = 0):
     torch.manual_seed(seed)
     from src.models import build_model
 
-    return build_model("unet", (4, 8, 16, 32)).eval()
+    return build_model("none", (4, 8, 16, 32)).eval()
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,14 @@ import torch
 import torch.nn as nn
 from monai.networks.nets import UNet
 
-from src.models import MODEL_NAMES, AttentionUNet3D, build_model, model_from_config, model_name
+from src.models import AttentionUNet3D, build_model, model_from_config
 from src.models.blocks import CBAM, AttentionGate, ChannelAttention, SpatialAttention, SqueezeExcitation
 from src.models.summary import format_model_table, model_table
+from src.params import load_params
+from tests.conftest import REPO
 
+STUDY_MODELS = load_params(REPO / "params.yaml").study.models  # the study's models: attention and its options
+MODEL_NAMES = tuple(STUDY_MODELS)
 CHANNELS = ((16, 32, 64, 128), (32, 64, 128, 256))
 PATCHES = ((32, 64, 64), (32, 96, 96), (32, 128, 128))
 SMALL = (16, 16, 16)  # smallest size the 3-downsampling networks accept: every property below is size-independent
@@ -22,7 +26,8 @@ SIGMOIDS = {"unet_ag": 3, "unet_se": 4, "unet_cbam": 8}  # one per gate, per SE 
 
 def _build(name: str, channels=CHANNELS[0], seed: int = 0, **kwargs) -> AttentionUNet3D:
     torch.manual_seed(seed)
-    return build_model(name, channels=channels, **kwargs)
+    spec = STUDY_MODELS[name]
+    return build_model(spec.attention, channels, attention_kwargs=spec.attention_kwargs, **kwargs)
 
 
 def _input(size=SMALL, batch: int = 1, seed: int = 1) -> torch.Tensor:
@@ -225,10 +230,10 @@ def test_sliding_window_sizes_divisible_by_8_and_clear_error_otherwise():
 def test_unknown_names_raise():
     with pytest.raises(ValueError, match="none, ag, se, cbam"):
         AttentionUNet3D(attention="transformer")
-    with pytest.raises(ValueError, match="unet, unet_ag, unet_se, unet_cbam"):
+    with pytest.raises(ValueError, match="none, ag, se, cbam"):
         build_model("unet_transformer", channels=CHANNELS[0])
-    with pytest.raises(ValueError):
-        build_model("unet", channels=CHANNELS[0], attention="se")
+    with pytest.raises(ValueError, match="rejects attention_kwargs"):
+        build_model("se", channels=CHANNELS[0], attention_kwargs={"ratio": 8})
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -237,7 +242,7 @@ def test_config_round_trip(name):
     config = json.loads(json.dumps(model.config))
     assert config["channels"] == list(CHANNELS[1]) and config["out_channels"] == 5
     rebuilt = model_from_config(config)
-    assert model_name(rebuilt) == name and rebuilt.config == model.config
+    assert rebuilt.attention == STUDY_MODELS[name].attention and rebuilt.config == model.config
     rebuilt.load_state_dict(model.state_dict())  # strict: same modules, same shapes
 
 
@@ -262,7 +267,7 @@ def test_cbam_computes_channel_then_spatial_attention():
 
 
 def test_model_table_on_a_tiny_setting():
-    df = model_table(patch_sizes=(SMALL,), channel_configs=((8, 16, 32, 64),), out_channels=3)
+    df = model_table(STUDY_MODELS, patch_sizes=(SMALL,), channel_configs=((8, 16, 32, 64),), out_channels=3)
     assert list(df.columns) == [
         "model",
         "channels",
@@ -274,9 +279,20 @@ def test_model_table_on_a_tiny_setting():
     ]
     assert list(df["model"]) == list(MODEL_NAMES)
     for _, row in df.iterrows():
-        model = build_model(row["model"], channels=(8, 16, 32, 64), out_channels=3)
+        spec = STUDY_MODELS[row["model"]]
+        model = build_model(spec.attention, (8, 16, 32, 64), 3, spec.attention_kwargs)
         assert row["params"] == sum(p.numel() for p in model.parameters())
         assert row["GMACs@16x16x16"] > 0 and row["saved_act_MiB@16x16x16"] > 0
     assert (df["attention_params"] > 0).tolist() == [False, True, True, True]
     text = format_model_table(df)
     assert text.splitlines()[0].startswith("| model") and len(text.splitlines()) >= 2 + len(df)
+
+
+def test_checkpoint_configs_with_separate_attention_arguments_still_load():
+    """Checkpoints written before the attention options moved into attention_kwargs rebuild the same network."""
+    model = _build("unet_cbam", channels=CHANNELS[0])
+    legacy = {k: v for k, v in model.config.items() if k != "attention_kwargs"}
+    legacy |= {"se_reduction": 8, "cbam_reduction": 8, "cbam_kernel_size": 7}
+    rebuilt = model_from_config(legacy)
+    assert rebuilt.config == model.config
+    rebuilt.load_state_dict(model.state_dict())

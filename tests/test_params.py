@@ -34,7 +34,7 @@ def test_profiles_switch_to_paper_scale_and_back(tmp_path, params):
     paper = load_params(target)
     assert paper.synth.shape == (184, 630, 630) and paper.split.runs_per_sample == 35
     assert paper.data.source == "copick" and paper.synth.placement.count_scale == 1.0
-    assert paper.train.epochs == 200 and paper.train.patches["p128"] == (32, 128, 128)
+    assert paper.train.epochs == 200 and paper.train.patch_scale == (1.0, 1.0, 1.0)
     assert "# Every tunable number" in target.read_text()  # comments kept
     apply_profile("demo", target, REPO / "profiles")
     assert load_params(target) == params

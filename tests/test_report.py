@@ -15,16 +15,18 @@ import pytest
 from scipy import stats as sps
 from typer.testing import CliRunner
 
+from src import tracking
 from src.classes import CZII_CLASSES
 from src.errors import UserError
+from src.params import load_params
 from src.report import stats
 from src.report.__main__ import app
 from src.report.build import build_report
 from src.report.render import fmt_p
 from src.report.runs import load_published, load_runs
 from src.report.stats import Settings, holm, verdict
-from src.training import tracking
-from src.training.cells import MODELS, Cell, all_cells
+from src.study import Cell, Study
+from tests.conftest import REPO
 
 REPORT = dataclasses.make_dataclass(
     "R",
@@ -39,6 +41,8 @@ REPORT = dataclasses.make_dataclass(
     ],
     frozen=True,
 )()
+STUDY = Study.from_params(load_params(REPO / "params.yaml"))
+MODELS = STUDY.model_keys
 SHIFT = {"unet": 0.0, "unet_ag": 0.0, "unet_se": 0.06, "unet_cbam": -0.05}  # systematic effect of each model
 PATCH_GAIN = {"p64": 0.0, "p96": 0.03, "p128": 0.08}
 
@@ -83,7 +87,7 @@ def store(tmp_path_factory):
     truth = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(tracking.ENV_STORE, str(root / "mlruns"))
-        for cell in all_cells():
+        for cell in STUDY.cells():
             score = 0.55 + SHIFT[cell.model] + PATCH_GAIN[cell.patch] + rng.normal(0, 0.02)
             minutes = 10.0 + (2.0 if cell.model != "unet" else 0.0) + rng.normal(0, 0.3)
             log_cell(cell, round(score, 4), round(minutes, 2), root / "metrics")
@@ -115,7 +119,7 @@ def pairs(truth: dict, a: str, b: str, value: int = 0) -> np.ndarray:
     return np.array(
         [
             truth[Cell(b, c.channels, c.patch, c.sample).name][value] - truth[c.name][value]
-            for c in all_cells()
+            for c in STUDY.cells()
             if c.model == a
         ]
     )
@@ -124,7 +128,7 @@ def pairs(truth: dict, a: str, b: str, value: int = 0) -> np.ndarray:
 def test_report_numbers_match_independent_computation(env, tmp_path):
     root, truth = env
     out = tmp_path / "paper"
-    written = build_report(root / "metrics", out, REPORT)
+    written = build_report(root / "metrics", out, REPORT, STUDY)
     assert {p.name for p in written} >= {"table3.md", "table4.tex", "conclusions.md", "per_class.png"}
 
     t3 = (out / "table3.md").read_text()
@@ -137,7 +141,7 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
 
     st = (out / "statistics.md").read_text()
     for model in MODELS:
-        values = [v[0] for k, v in truth.items() if Cell.parse(k).model == model]
+        values = [v[0] for k, v in truth.items() if STUDY.parse(k).model == model]
         mean, sd = np.mean(values), np.std(values, ddof=1)
         assert md_row(section(st, "## Test F-beta per model"), model)[1:] == [f"{mean:.3f} ± {sd:.3f}", "12"]
 
@@ -172,7 +176,7 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
             cells = md_row(steps, f"{model}: {b} vs {a}")
             assert cells[1] == "4" and cells[2] == f"{d.mean():+.3f}"
     extra = pairs(truth, "unet", "unet_se", value=1)
-    base = np.array([truth[c.name][1] for c in all_cells() if c.model == "unet"])
+    base = np.array([truth[c.name][1] for c in STUDY.cells() if c.model == "unet"])
     assert f"- unet_se: {extra.mean():+.2f} minutes per run ({100 * extra.mean() / base.mean():+.1f} %)" in conclusions
     assert "\\VAR{" not in (out / "table3.tex").read_text() and "{{" not in conclusions
 
@@ -181,17 +185,17 @@ def test_a_shifted_model_changes_its_verdict_and_unnamed_runs_are_ignored(env, t
     root, truth = env
     metrics = tmp_path / "metrics"
     shutil.copytree(root / "metrics", metrics)
-    for cell in (c for c in all_cells() if c.model == "unet_ag"):  # new runs for unet_ag, 0.05 better
+    for cell in (c for c in STUDY.cells() if c.model == "unet_ag"):  # new runs for unet_ag, 0.05 better
         score, minutes = truth[cell.name]
         log_cell(cell, score + 0.05, minutes, metrics)
-    shifted = (build_report(metrics, tmp_path / "shifted", REPORT, make_figures=False), tmp_path / "shifted")[1]
+    shifted = (build_report(metrics, tmp_path / "shifted", REPORT, STUDY, make_figures=False), tmp_path / "shifted")[1]
     assert "- unet_ag: significantly better" in (shifted / "conclusions.md").read_text()
 
     # the original metrics files still name the original runs: the new runs in the store change nothing there
-    build_report(root / "metrics", tmp_path / "orig", REPORT, make_figures=False)
+    build_report(root / "metrics", tmp_path / "orig", REPORT, STUDY, make_figures=False)
     text = (tmp_path / "orig" / "conclusions.md").read_text()
     assert "- unet_ag: not distinguishable" in text
-    frame = load_runs(root / "metrics")
+    frame = load_runs(root / "metrics", STUDY)
     assert (
         len(frame) == 48
         and frame.set_index("cell").loc["unet_ag-c16-p64-s1", "fbeta"] == truth["unet_ag-c16-p64-s1"][0]
@@ -203,17 +207,17 @@ def test_a_shifted_model_changes_its_verdict_and_unnamed_runs_are_ignored(env, t
 def test_missing_run_and_empty_dir_are_user_errors(env, tmp_path, monkeypatch):
     root, _ = env
     with pytest.raises(UserError, match="no cell metrics"):
-        build_report(tmp_path / "nothing", tmp_path / "out", REPORT)
+        build_report(tmp_path / "nothing", tmp_path / "out", REPORT, STUDY)
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     record = json.loads((root / "metrics" / "unet-c16-p64-s1.json").read_text())
     record["mlflow_run_id"] = "0" * 32
     (metrics / "unet-c16-p64-s1.json").write_text(json.dumps(record))
     with pytest.raises(UserError, match=r"names MLflow run 0{32}, which is not in the store"):
-        load_runs(metrics)
+        load_runs(metrics, STUDY)
     monkeypatch.setenv(tracking.ENV_STORE, str(tmp_path / "no-store"))
     with pytest.raises(UserError, match="no MLflow store at"):
-        load_runs(metrics)
+        load_runs(metrics, STUDY)
     result = CliRunner().invoke(app, ["--metrics-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "error: no cell metrics" in result.output
 
@@ -227,7 +231,7 @@ def test_partial_grid_marks_missing_cells_and_says_why(env, tmp_path):
     for name in keep:
         shutil.copy(root / "metrics" / f"{name}.json", metrics)
     out = tmp_path / "paper"
-    build_report(metrics, out, REPORT, make_figures=True)
+    build_report(metrics, out, REPORT, STUDY, make_figures=True)
     t3 = (out / "table3.md").read_text()
     assert "7 of 24 cells present" in t3
     assert (out / "fbeta_vs_patch.png").stat().st_size > 10_000  # figures render with a partial grid too
@@ -260,7 +264,7 @@ def test_models_run_on_disjoint_configurations_are_not_ranked(env, tmp_path):
     for name in ("unet-c16-p64-s1", "unet-c16-p96-s1", "unet_se-c32-p64-s1", "unet_se-c32-p96-s1"):
         shutil.copy(root / "metrics" / f"{name}.json", metrics)
     out = tmp_path / "paper"
-    build_report(metrics, out, REPORT)
+    build_report(metrics, out, REPORT, STUDY)
     conclusions = (out / "conclusions.md").read_text()
     assert "No configuration has a test score for every model that has one" in conclusions
     assert "has the highest mean test F-beta" not in conclusions
@@ -269,7 +273,7 @@ def test_models_run_on_disjoint_configurations_are_not_ranked(env, tmp_path):
 def test_latex_tables_are_well_formed(env, tmp_path):
     root, _ = env
     out = tmp_path / "paper"
-    build_report(root / "metrics", out, REPORT, make_figures=False)
+    build_report(root / "metrics", out, REPORT, STUDY, make_figures=False)
     tex = (out / "table3.tex").read_text()
     if shutil.which("pdflatex"):
         import subprocess
@@ -305,11 +309,11 @@ def test_verdict_and_holm():
 
 
 def test_statistics_on_the_published_tables():
-    published = load_published()
+    published = load_published(STUDY)
     assert len(published) == 48
-    means = stats.model_summary(published)["mean"].round(3)
+    means = stats.model_summary(published, STUDY)["mean"].round(3)
     assert means.to_dict() == {"unet": 0.590, "unet_ag": 0.566, "unet_se": 0.623, "unet_cbam": 0.644}
-    by_model = {c.b: c for c in stats.attention_vs_baseline(published, Settings())}
+    by_model = {c.b: c for c in stats.attention_vs_baseline(published, STUDY, Settings())}
     assert by_model["unet_se"].p_t == pytest.approx(0.09, abs=0.005)
     assert by_model["unet_cbam"].p_t == pytest.approx(0.0001, abs=0.00005)
     assert by_model["unet_cbam"].verdict == "significantly better"
@@ -322,7 +326,7 @@ def test_statistics_on_the_published_tables():
 def test_published_statistics_page_shows_the_papers_inconsistencies(env, tmp_path):
     root, _ = env
     out = tmp_path / "paper"
-    build_report(root / "metrics", out, REPORT, make_figures=False)
+    build_report(root / "metrics", out, REPORT, STUDY, make_figures=False)
     text = (out / "published_statistics.md").read_text()
     assert md_row(section(text, "## The paper's text"), "unet")[1:] == ["0.610", "0.590", "+0.020"]
     assert md_row(section(text, "## The paper's text"), "unet_ag")[1:] == ["0.567", "0.566", "+0.001"]
@@ -333,7 +337,7 @@ def test_published_statistics_page_shows_the_papers_inconsistencies(env, tmp_pat
 def test_tables_say_when_a_cell_ran_other_sizes_than_the_papers():
     from src.report.build import ran_label
 
-    runs = pd.DataFrame({"cell": ["unet-c16-p64-s1", "unet-c16-p96-s1"], "patch_size": ["16x32x32", "32x96x96"]})
-    assert ran_label(runs, "unet-c16-p64-s1", "patch_size", "32x64x64") == "32x64x64 (ran 16x32x32)"
-    assert ran_label(runs, "unet-c16-p96-s1", "patch_size", "32x96x96") == "32x96x96"
-    assert ran_label(runs, "unet-c16-p128-s1", "patch_size", "32x128x128") == "32x128x128"
+    runs = pd.DataFrame({"cell": ["unet-c16-p64-s1", "unet-c16-p96-s1"], "patch_size": [(16, 32, 32), (32, 96, 96)]})
+    assert ran_label(runs, "unet-c16-p64-s1", "patch_size", (32, 64, 64), "x") == "32x64x64 (ran 16x32x32)"
+    assert ran_label(runs, "unet-c16-p96-s1", "patch_size", (32, 96, 96), "x") == "32x96x96"
+    assert ran_label(runs, "unet-c16-p128-s1", "patch_size", (32, 128, 128), "x") == "32x128x128"

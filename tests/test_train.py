@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from src import tracking
 from tests.conftest import REPO
 from tests.test_pipeline import _fresh_copy
 
@@ -24,8 +25,9 @@ CELL = "unet_se-c16-p64-s1"
 
 def tiny_params(raw: dict, epochs: int = 2) -> dict:
     raw["synth"]["shape"] = [32, 64, 64]
-    raw["train"]["channels"] = {"c16": [16, 16, 32, 32], "c32": [16, 32, 32, 64]}
-    raw["train"]["patches"] = {"p64": [16, 32, 32], "p96": [16, 32, 32], "p128": [16, 48, 48]}
+    raw["study"]["channels"] = {"c16": [16, 16, 32, 32], "c32": [16, 32, 32, 64]}
+    raw["study"]["patches"] = {"p64": [16, 32, 32], "p96": [16, 32, 32], "p128": [16, 48, 48]}
+    raw["train"]["patch_scale"] = [1.0, 1.0, 1.0]
     raw["train"].update(epochs=epochs, steps_per_epoch=3, val_every=1)
     raw["predict"]["threshold_grid"] = [0.1, 0.9, 0.4]
     return raw
@@ -129,7 +131,9 @@ def test_tiny_grid_through_dvc_repro_into_a_fresh_store(tmp_path):
         assert record["mlflow_run_id"] == run.info.run_id and run.info.status == "FINISHED"
         assert run.data.metrics["test_score"] == pytest.approx(record["test_score"])
         assert run.data.tags["dvc_stage"] == f"train@{cell}" and run.data.tags["model"] == record["model"]
-        assert run.data.params["channels"] == "16-16-32-32" and run.data.params["epochs"] == "2"
+        assert tracking.read_sizes(run.data.params) == ((16, 16, 32, 32), (16, 32, 32))
+        assert run.data.params["epochs"] == "2"
+        assert run.data.params["attention"] == raw["study"]["models"][record["model"]]["attention"]
         assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
         assert {"train_minutes", "seconds_per_epoch", "inference_seconds_per_tomogram"} <= set(run.data.metrics)
         assert any(k.startswith("test_fbeta/") for k in run.data.metrics)
@@ -137,7 +141,67 @@ def test_tiny_grid_through_dvc_repro_into_a_fresh_store(tmp_path):
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert f"train@{cells[0]}" in lock["stages"]
     assert set(lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]) >= {
-        "train.channels.c16",
-        "train.patches.p64",
+        "study.channels.c16",
+        "study.patches.p64",
+        "study.models.unet.attention",
+        "study.models.unet.attention_kwargs",
     }
-    assert "train.channels.c32" not in lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]
+    assert "study.channels.c32" not in lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]
+    assert "study.models.unet_ag.attention" not in lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]
+
+
+class ToyGain(torch.nn.Module):
+    """A toy attention block for the registry test: a learned per-channel sigmoid gain."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, init: float = 0.0) -> None:
+        super().__init__()
+        self.logit = torch.nn.Parameter(torch.full((1, in_channels) + (1,) * spatial_dims, float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.logit)
+
+
+def test_a_fifth_attention_module_through_the_registry_alone(workspace, tmp_path, monkeypatch):
+    """A new block plus one registry entry plus its params: it trains a real cell beside the baseline, and the
+    report shows it with its own label and colour."""
+    from src.models.attention import ATTENTION, register_attention
+    from src.params import load_params
+    from src.report.build import build_report
+    from src.study import Study
+    from src.training.train import train_cell
+
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace, ws)
+    raw = yaml.safe_load((ws / "params.yaml").read_text())
+    raw["study"]["models"]["unet_toy"] = {
+        "attention": "toy",
+        "attention_kwargs": {"init": 1.0},
+        "label": "U-Net + toy gain",
+        "color": "tab:red",
+    }
+    raw["train"]["epochs"] = 1
+    (ws / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(ws)
+    monkeypatch.setenv(tracking.ENV_STORE, str(tmp_path / "mlruns"))
+    register_attention("toy", "encoder", ToyGain)
+    try:
+        params = load_params(ws / "params.yaml")
+        study = Study.from_params(params)
+        assert len(study.cells()) == 5 * 2 * 3 * 2
+        for model in ("unet", "unet_toy"):
+            record = train_cell(study.parse(f"{model}-c16-p64-s1"), params, progress=False)
+            assert 0.0 <= record["test_score"] <= 1.0
+    finally:
+        ATTENTION.pop("toy")
+    checkpoint = torch.load(ws / "models" / "unet_toy-c16-p64-s1" / "model.pt", weights_only=False)
+    assert checkpoint["model_config"]["attention"] == "toy"
+    assert checkpoint["model_config"]["attention_kwargs"] == {"init": 1.0}
+    toy_params = [k for k in checkpoint["state_dict"] if k.startswith("encoder_attention")]
+    assert len(toy_params) == 4  # one gain per encoder block, the bottleneck included
+
+    written = build_report(ws / "metrics", ws / "paper", params.report, study)
+    table = (ws / "paper" / "table3.md").read_text()
+    assert "unet_toy" in table and "unet" in table
+    statistics = (ws / "paper" / "statistics.md").read_text()
+    assert "unet_toy" in statistics
+    assert (ws / "paper" / "per_class.png") in written and (ws / "paper" / "per_class.png").stat().st_size > 0

@@ -1,5 +1,13 @@
 """Reading and writing the copick filesystem layout, and single MRC or zarr tomograms.
 
+Why not the copick library: this module reads the layout itself, and nothing in src/ imports `copick`. copick 1.31
+cannot list the competition's bare `Picks/<object>.json` files (it splits every picks name into
+`<user>_<session>_<object>` and raises IndexError), needs a config that Kaggle did not ship, and reports the folder's
+10.0 A instead of the zarr's true 10.012444 A; it checks no spacing, units, NaNs or out-of-volume picks, and reads no
+single MRC files. It is also no faster (a 184 x 630 x 630 tomogram loads in about the same time either way). copick
+stays pinned only as the interoperability check (tests/test_synth.py asserts that copick reads what we write the same
+way); copick-utils was unpinned because nothing used it (src/data/masks.py paints the label spheres).
+
 Layout (what the CZII competition shipped and copick reads):
 
     copick_config.json
@@ -26,14 +34,14 @@ from numcodecs import blosc
 from src.atomic import atomic_output
 from src.classes import CZII_CLASSES, ParticleClass, by_name, classes_from_copick
 from src.errors import DataError
+from src.metric import COORDS, POINT_COLUMNS
 
 CONFIG_NAME = "copick_config.json"
 
-PICK_COLUMNS = ["experiment", "particle_type", "x", "y", "z"]
 # `predict --picks-to-copick` writes picks under this copick user; they are never read back as ground truth.
 PREDICTION_USER = "predict"
 # The folder name is a rounded spacing (the CZII data say 10.000 for 10.012444 A); allow that much disagreement.
-SPACING_TOLERANCE = 0.01
+SPACING_TOLERANCE = 0.01  # relative; a larger mismatch means a model would see particles at the wrong size
 
 
 @dataclass
@@ -287,7 +295,7 @@ def check_points_inside(picks: pd.DataFrame, tomo: Tomogram, where: str) -> None
     """Points must lie inside the volume (within half a voxel of its edge voxels' centres)."""
     if picks.empty:
         return
-    xyz = picks[["x", "y", "z"]].to_numpy()
+    xyz = picks[COORDS].to_numpy()
     upper = (np.array(tomo.data.shape[::-1]) - 0.5) * tomo.voxel_spacing
     lower = -0.5 * tomo.voxel_spacing
     outside = ((xyz < lower) | (xyz > upper)).any(axis=1)
@@ -377,11 +385,11 @@ class CopickProject:
                 raise DataError(f"{path}: the file says object '{declared}' but its name says '{object_name}'")
             if object_name not in known:
                 raise DataError(f"{path}: unknown class '{object_name}' (the copick config lists {sorted(known)})")
-            frame = pd.DataFrame(xyz, columns=["x", "y", "z"])
+            frame = pd.DataFrame(xyz, columns=COORDS)
             frame.insert(0, "particle_type", object_name)
             frame.insert(0, "experiment", run)
             frames.append(frame)
-        picks = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PICK_COLUMNS)
+        picks = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POINT_COLUMNS)
         picks = picks.astype({"x": float, "y": float, "z": float})
         if tomogram is not None:
             check_points_inside(picks, tomogram, f"run {run}")

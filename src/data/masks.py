@@ -12,6 +12,7 @@ import pandas as pd
 
 from src.classes import ParticleClass
 from src.data.copick_io import angstrom_to_voxel
+from src.metric import COORDS
 
 
 def paint_spheres(mask: np.ndarray, centres_zyx: np.ndarray, radius_vox: float, label: int) -> None:
@@ -37,7 +38,7 @@ def label_mask(
     """A uint8 (z, y, x) mask: 0 background, each class's label in a sphere around each of its picks."""
     mask = np.zeros(shape, dtype=np.uint8)
     for cls in sorted(classes, key=lambda c: -c.radius):
-        points = picks.loc[picks.particle_type == cls.name, ["x", "y", "z"]].to_numpy()
+        points = picks.loc[picks.particle_type == cls.name, COORDS].to_numpy()
         if len(points):
             radius_vox = radius_fraction * cls.radius / voxel_spacing
             paint_spheres(mask, angstrom_to_voxel(points, voxel_spacing), radius_vox, cls.label)

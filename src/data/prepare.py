@@ -73,23 +73,7 @@ def prepare_data(params: Params, progress: bool = True, workers: int = 1) -> dic
         if d.source == "synthetic":
             from src.data.synth import synthesize_project
 
-            s = params.synth
-            synthesize_project(
-                tmp,
-                s.runs,
-                s.shape,
-                s.seed,
-                s.voxel_spacing,
-                d.voxel_spacing,
-                CZII_CLASSES,
-                s.placement,
-                s.distractors,
-                s.imaging,
-                s.run_prefix,
-                s.picks_naming,
-                progress,
-                workers,
-            )
+            synthesize_project(tmp, params.synth, CZII_CLASSES, d.voxel_spacing, progress=progress, workers=workers)
         elif d.source == "portal":
             from src.data.portal import download_dataset
 

@@ -24,7 +24,7 @@ import contextlib
 import functools
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from src.data.copick_io import (
     write_zarr_tomogram,
 )
 from src.errors import UserError
-from src.params import DistractorParams, ImagingParams, PlacementParams
+from src.params import DistractorParams, ImagingParams, PlacementParams, SynthParams
 
 # The paper's per-tomogram counts refer to the CZII tomograms' size.
 REFERENCE_SHAPE = (184, 630, 630)
@@ -283,26 +283,19 @@ def synthesize_run(
 
 
 def _write_run(
-    root: Path,
-    run_index: int,
-    shape: tuple[int, int, int],
-    seed: int,
-    voxel_spacing: float,
-    folder_spacing: float,
-    classes: tuple[ParticleClass, ...],
-    placement: PlacementParams,
-    distractors: DistractorParams,
-    imaging: ImagingParams,
-    run_prefix: str,
-    picks_naming: str,
+    root: Path, settings: SynthParams, classes: tuple[ParticleClass, ...], voxel_folder: float, run_index: int
 ) -> tuple[float, dict[str, int]]:
-    """Synthesize run `run_index` and write its tomograms and picks under `root`; (seconds, particles per class)."""
+    """Synthesize run `run_index` of `settings` and write its tomograms and picks under `root`; (seconds, particles
+    per class). The run index comes last so that a partial over the shared values maps over run indices."""
     start = time.perf_counter()
-    run = f"{run_prefix}{run_index:03d}"
-    volumes, objects = synthesize_run(seed, run_index, shape, voxel_spacing, classes, placement, distractors, imaging)
-    tomo_dir = root / "static" / "ExperimentRuns" / run / spacing_folder(folder_spacing)
+    s = settings
+    run = f"{s.run_prefix}{run_index:03d}"
+    volumes, objects = synthesize_run(
+        s.seed, run_index, s.shape, s.voxel_spacing, classes, s.placement, s.distractors, s.imaging
+    )
+    tomo_dir = root / "static" / "ExperimentRuns" / run / spacing_folder(voxel_folder)
     for tomo_type in TOMO_TYPES:
-        write_zarr_tomogram(tomo_dir / f"{tomo_type}.zarr", volumes[tomo_type], voxel_spacing)
+        write_zarr_tomogram(tomo_dir / f"{tomo_type}.zarr", volumes[tomo_type], s.voxel_spacing)
     picks_dir = root / "overlay" / "ExperimentRuns" / run / "Picks"
     counts = {}
     for c in classes:
@@ -310,11 +303,11 @@ def _write_run(
         centres = np.array([o.centre_zyx for o in mine]).reshape(-1, 3)
         rotations = np.array([o.rotation for o in mine]).reshape(-1, 3, 3)
         write_picks_json(
-            picks_dir / picks_file_name(c.name, picks_naming),
+            picks_dir / picks_file_name(c.name, s.picks_naming),
             c.name,
             run,
-            voxel_to_angstrom(centres, voxel_spacing),
-            voxel_spacing,
+            voxel_to_angstrom(centres, s.voxel_spacing),
+            s.voxel_spacing,
             rotations,
         )
         counts[c.name] = len(mine)
@@ -323,31 +316,30 @@ def _write_run(
 
 def synthesize_project(
     out: str | Path,
-    runs: int,
-    shape: tuple[int, int, int],
-    seed: int,
-    voxel_spacing: float,
-    folder_spacing: float,
+    settings: SynthParams,
     classes: tuple[ParticleClass, ...],
-    placement: PlacementParams,
-    distractors: DistractorParams,
-    imaging: ImagingParams,
-    run_prefix: str = "TS_SYN_",
-    picks_naming: str = "competition",
+    voxel_folder: float,
+    *,
     progress: bool = True,
     workers: int = 1,
 ) -> dict:
-    """Write a complete copick project of `runs` synthetic tomograms to `out` (replaced atomically at the end).
+    """Write a complete copick project of `settings.runs` synthetic tomograms to `out` (replaced atomically at the end).
 
+    `settings` is params.yaml's `synth:` section: number of runs, shape (z, y, x voxels), true voxel spacing
+    (Angstrom), seed, run-name prefix, picks file naming, and the placement, distractor and imaging steps; to change a
+    few of them, pass `dataclasses.replace(params.synth, runs=..., shape=...)`. `voxel_folder` is the spacing that
+    names the VoxelSpacing folder (params.yaml's `data.voxel_spacing`), which may differ from the true spacing as in
+    the CZII data (10.000 vs 10.012 A).
     `workers` > 1 makes runs in that many processes; each run has its own generator, so the bytes are the same.
     Memory grows with it: a 184 x 630 x 630 run needs about 3 GB while it is made.
     Returns a summary: seconds per run and particle counts per class.
     """
+    runs, shape = settings.runs, settings.shape
     if runs < 1 or len(shape) != 3 or min(shape) < 8:
         raise UserError(f"need at least 1 run and a shape of 3 sizes >= 8 voxels, got runs={runs}, shape={shape}")
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
-    picks_file_name(classes[0].name, picks_naming)  # fail on a bad naming before any work
+    picks_file_name(classes[0].name, settings.picks_naming)  # fail on a bad naming before any work
     counts = {c.name: 0 for c in classes}
     seconds = []
     with atomic_output(out) as tmp:
@@ -355,22 +347,10 @@ def synthesize_project(
             tmp / "copick_config.json",
             classes,
             name="synthetic-czii",
-            description=f"Synthetic CZII-like tomograms: {runs} runs of {shape}, seed {seed}",
+            description=f"Synthetic CZII-like tomograms: {runs} runs of {shape}, seed {settings.seed}",
         )
-        task = functools.partial(
-            _write_run,
-            tmp,
-            shape=tuple(shape),
-            seed=seed,
-            voxel_spacing=voxel_spacing,
-            folder_spacing=folder_spacing,
-            classes=classes,
-            placement=placement,
-            distractors=distractors,
-            imaging=imaging,
-            run_prefix=run_prefix,
-            picks_naming=picks_naming,
-        )
+        # The settings are frozen and picklable: spawned workers get the same values, so they write the same bytes.
+        task = functools.partial(_write_run, tmp, replace(settings, shape=tuple(shape)), classes, voxel_folder)
         with contextlib.ExitStack() as stack:
             if workers > 1:
                 pool = stack.enter_context(ProcessPoolExecutor(min(workers, runs), mp_context=get_context("spawn")))

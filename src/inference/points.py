@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from src.classes import ParticleClass
-from src.data.copick_io import PICK_COLUMNS, voxel_to_angstrom
+from src.data.copick_io import voxel_to_angstrom
+from src.metric import COORDS, POINT_COLUMNS
 
 
 def blob_size_bounds(
@@ -65,9 +66,9 @@ def maps_to_points(
     for c in classes:
         keep = (labels == c.label) & (counts >= min_size[c.name]) & (counts <= max_size[c.name])
         xyz = voxel_to_angstrom(centroids[keep].reshape(-1, 3), maps.voxel_spacing)
-        frame = pd.DataFrame(xyz, columns=["x", "y", "z"])
+        frame = pd.DataFrame(xyz, columns=COORDS)
         frame.insert(0, "particle_type", c.name)
         frame.insert(0, "experiment", run_name)
         frames.append(frame)
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PICK_COLUMNS)
-    return out.astype({"x": float, "y": float, "z": float})[PICK_COLUMNS]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POINT_COLUMNS)
+    return out.astype(dict.fromkeys(COORDS, float))[POINT_COLUMNS]

@@ -20,17 +20,24 @@ from monai.inferers import sliding_window_inference
 from tqdm.auto import tqdm
 
 from src.atomic import atomic_output
-from src.data.copick_io import PREDICTION_USER, CopickProject, Tomogram, picks_file_name, write_picks_json
+from src.data.copick_io import (
+    PREDICTION_USER,
+    SPACING_TOLERANCE,
+    CopickProject,
+    Tomogram,
+    picks_file_name,
+    write_picks_json,
+)
 from src.errors import UserError
 from src.inference.checkpoint import NORMALIZATION, load_checkpoint
 from src.inference.points import blob_size_bounds, maps_to_points
 from src.inference.thresholds import threshold_grid, tune_thresholds
+from src.metric import COORDS, POINT_COLUMNS
 from src.params import Params, PredictParams
 
-SUBMISSION_COLUMNS = ["id", "experiment", "particle_type", "x", "y", "z"]
+SUBMISSION_COLUMNS = ["id", *POINT_COLUMNS]
 PICKS_USER = PREDICTION_USER
 PICKS_SESSION = "0"
-SPACING_TOLERANCE = 0.01  # relative; a larger mismatch means the model would see particles at the wrong size
 AXES = {"z": 2, "y": 3, "x": 4}
 
 
@@ -217,7 +224,7 @@ def write_copick_picks(project: CopickProject, points: pd.DataFrame, classes, vo
         folder = project.overlay_root / "ExperimentRuns" / run / "Picks"
         mine = points.loc[points["experiment"] == run]
         for c in classes:
-            xyz = mine.loc[mine["particle_type"] == c.name, ["x", "y", "z"]].to_numpy()
+            xyz = mine.loc[mine["particle_type"] == c.name, COORDS].to_numpy()
             name = picks_file_name(c.name, "copick", PICKS_USER, PICKS_SESSION)
             write_picks_json(folder / name, c.name, run, xyz, spacing, user_id=PICKS_USER, session_id=PICKS_SESSION)
             written += 1

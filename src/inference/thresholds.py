@@ -15,7 +15,7 @@ from src.classes import ParticleClass
 from src.data.copick_io import voxel_to_angstrom
 from src.errors import UserError
 from src.inference.points import blob_size_bounds, components
-from src.metric import fbeta_score
+from src.metric import COORDS, POINT_COLUMNS, fbeta_score
 
 
 def threshold_grid(spec: tuple[float, float, float]) -> np.ndarray:
@@ -29,7 +29,7 @@ def threshold_grid(spec: tuple[float, float, float]) -> np.ndarray:
 def _class_points(maps, label: int, threshold: float, lo: float, hi: float, run: str, name: str) -> pd.DataFrame:
     mine = maps.label == label
     if not mine.any():
-        return pd.DataFrame(columns=["experiment", "particle_type", "x", "y", "z"])
+        return pd.DataFrame(columns=POINT_COLUMNS)
     idx = [np.nonzero(mine.any(axis=axes))[0] for axes in ((1, 2), (0, 2), (0, 1))]
     box = tuple(slice(i[0], i[-1] + 1) for i in idx)
     image = (mine[box] & (maps.prob[box] >= np.float16(threshold))).astype(np.uint8)
@@ -37,7 +37,7 @@ def _class_points(maps, label: int, threshold: float, lo: float, hi: float, run:
     keep = (counts >= lo) & (counts <= hi)
     offset = np.array([s.start for s in box], dtype=float)
     xyz = voxel_to_angstrom(centroids[keep].reshape(-1, 3) + offset, maps.voxel_spacing)
-    frame = pd.DataFrame(xyz, columns=["x", "y", "z"])
+    frame = pd.DataFrame(xyz, columns=COORDS)
     frame.insert(0, "particle_type", name)
     frame.insert(0, "experiment", run)
     return frame

@@ -1,14 +1,7 @@
-"""3-D U-Net baseline and its attention variants (AG, SE, CBAM) as one network family."""
+"""3-D U-Net baseline and its attention variants (AG, SE, CBAM, or any registered block) as one network family."""
 
-from src.models.factory import MODEL_ATTENTION, MODEL_NAMES, build_model, model_from_config, model_name
-from src.models.unet import ATTENTION_OPTIONS, AttentionUNet3D
+from src.models.attention import ATTENTION, register_attention
+from src.models.factory import build_model, model_from_config
+from src.models.unet import AttentionUNet3D
 
-__all__ = [
-    "ATTENTION_OPTIONS",
-    "MODEL_ATTENTION",
-    "MODEL_NAMES",
-    "AttentionUNet3D",
-    "build_model",
-    "model_from_config",
-    "model_name",
-]
+__all__ = ["ATTENTION", "AttentionUNet3D", "build_model", "model_from_config", "register_attention"]

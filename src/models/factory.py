@@ -1,4 +1,4 @@
-"""Model names of the study -> networks, and back from a saved config."""
+"""Networks of the study from their settings, and back from a saved config."""
 
 from __future__ import annotations
 
@@ -7,36 +7,50 @@ from typing import Any
 
 from src.models.unet import AttentionUNet3D
 
-__all__ = ["MODEL_ATTENTION", "MODEL_NAMES", "build_model", "model_from_config", "model_name"]
+__all__ = ["build_model", "model_from_config"]
 
-MODEL_ATTENTION: dict[str, str] = {"unet": "none", "unet_ag": "ag", "unet_se": "se", "unet_cbam": "cbam"}
-MODEL_NAMES: tuple[str, ...] = tuple(MODEL_ATTENTION)
+# Checkpoints written before attention options moved into one mapping kept them as separate arguments.
+_LEGACY_ATTENTION_ARGS = {
+    "se": {"se_reduction": "reduction"},
+    "cbam": {"cbam_reduction": "reduction", "cbam_kernel_size": "kernel_size"},
+}
 
 
 def build_model(
-    name: str, channels: Sequence[int] = (16, 32, 64, 128), out_channels: int = 7, **kwargs: Any
+    attention: str,
+    channels: Sequence[int] = (16, 32, 64, 128),
+    out_channels: int = 7,
+    attention_kwargs: Mapping[str, Any] | None = None,
+    **network: Any,
 ) -> AttentionUNet3D:
     """
-    Build one of the study's models by name.
+    Build one network of the family.
 
     Args:
-        name: one of ``MODEL_NAMES``: ``unet`` (baseline), ``unet_ag``, ``unet_se``, ``unet_cbam``.
+        attention: the attention block (see :mod:`src.models.attention`); a study model's is
+            ``study.models.<model>.attention`` in params.yaml.
         channels: feature channels per level, e.g. (16, 32, 64, 128) or (32, 64, 128, 256).
         out_channels: classes + background.
-        kwargs: any other :class:`AttentionUNet3D` argument except ``attention`` (the name sets it).
+        attention_kwargs: the attention block's options (``study.models.<model>.attention_kwargs``).
+        network: the shared backbone layout (params.yaml ``train.network``): strides, num_res_units, norm, act,
+            dropout, kernel_size, up_kernel_size.
     """
-    if name not in MODEL_ATTENTION:
-        raise ValueError(f"unknown model {name!r}; options are {', '.join(MODEL_NAMES)}")
-    if "attention" in kwargs:
-        raise ValueError("build_model sets `attention` from the model name; do not pass it")
-    return AttentionUNet3D(channels=channels, out_channels=out_channels, attention=MODEL_ATTENTION[name], **kwargs)
-
-
-def model_name(model: AttentionUNet3D) -> str:
-    """The study's name of a built model (``unet``, ``unet_ag``, ...)."""
-    return {v: k for k, v in MODEL_ATTENTION.items()}[model.attention]
+    return AttentionUNet3D(
+        channels=channels,
+        out_channels=out_channels,
+        attention=attention,
+        attention_kwargs=attention_kwargs,
+        **network,
+    )
 
 
 def model_from_config(config: Mapping[str, Any]) -> AttentionUNet3D:
     """Rebuild a model from ``model.config`` (e.g. as stored in a checkpoint); load the weights separately."""
+    config = dict(config)
+    legacy = {old: new for names in _LEGACY_ATTENTION_ARGS.values() for old, new in names.items()}
+    if any(k in config for k in legacy):
+        kwargs = dict(config.get("attention_kwargs") or {})
+        for old, new in _LEGACY_ATTENTION_ARGS.get(config.get("attention", "none"), {}).items():
+            kwargs.setdefault(new, config[old])
+        config = {k: v for k, v in config.items() if k not in legacy} | {"attention_kwargs": kwargs}
     return AttentionUNet3D(**config)

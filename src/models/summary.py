@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -10,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from src.models.factory import MODEL_NAMES, build_model
+from src.models.factory import build_model
 
 __all__ = ["count_gmacs", "format_model_table", "model_table", "saved_activation_bytes"]
 
@@ -71,14 +72,16 @@ def saved_activation_bytes(model: nn.Module, patch_size: Sequence[int], in_chann
 
 
 def model_table(
-    patch_sizes: Sequence[PatchSize] = ((32, 64, 64), (32, 96, 96), (32, 128, 128)),
-    channel_configs: Sequence[Sequence[int]] = ((16, 32, 64, 128), (32, 64, 128, 256)),
+    models: Mapping[str, Any],
+    patch_sizes: Sequence[PatchSize],
+    channel_configs: Sequence[Sequence[int]],
+    network: Mapping[str, Any] | None = None,
     out_channels: int = 7,
-    models: Sequence[str] = MODEL_NAMES,
     seed: int = 0,
 ) -> pd.DataFrame:
     """
-    One row per model x channel configuration, with the columns
+    One row per model x channel configuration. `models` maps a name to its ``attention`` and ``attention_kwargs``
+    (the study's ``study.models``); `network` is the shared backbone layout (``train.network``). The columns:
 
     - ``model``, ``channels``: model name and channel configuration;
     - ``params``: number of parameters (``sum(p.numel())``);
@@ -96,7 +99,8 @@ def model_table(
     for channels in channel_configs:
         for name in models:
             torch.manual_seed(seed)
-            model = build_model(name, channels=channels, out_channels=out_channels)
+            spec = models[name]
+            model = build_model(spec.attention, channels, out_channels, spec.attention_kwargs, **dict(network or {}))
             n_params = sum(p.numel() for p in model.parameters())
             n_attention = sum(p.numel() for key, p in model.named_parameters() if "attention" in key)
             row = {

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 from monai.networks.blocks import Convolution, ResidualUnit
 
-from src.models.blocks import CBAM, AttentionGate, SqueezeExcitation
+from src.models.attention import attention_entry
 
-__all__ = ["ATTENTION_OPTIONS", "AttentionUNet3D"]
-
-ATTENTION_OPTIONS: tuple[str, ...] = ("none", "ag", "se", "cbam")
+__all__ = ["AttentionUNet3D"]
 
 
 def _plain(value: Any) -> Any:
@@ -34,6 +32,61 @@ def _layer_spec(value: str | Sequence | None) -> str | tuple | None:
     return (name, dict(args))
 
 
+def _encoder(in_channels, channels, strides, num_res_units, kernel_size, common) -> nn.ModuleList:
+    """n-1 downsampling blocks (stride at the start of each, as in MONAI), then the stride-1 bottleneck."""
+    encoder = nn.ModuleList()
+    n = len(channels)
+    for i in range(n):
+        inc = in_channels if i == 0 else channels[i - 1]
+        stride = strides[i] if i < n - 1 else 1
+        if num_res_units > 0:
+            block = ResidualUnit(
+                3, inc, channels[i], strides=stride, kernel_size=kernel_size, subunits=num_res_units, **common
+            )
+        else:
+            block = Convolution(3, inc, channels[i], strides=stride, kernel_size=kernel_size, **common)
+        encoder.append(block)
+    return encoder
+
+
+def _decoder(out_channels, channels, strides, num_res_units, kernel_size, up_kernel_size, common) -> nn.ModuleList:
+    """Level i takes cat([skip_i, g_{i+1}]) and upsamples it to level i-1's resolution (level 0: the logits)."""
+    decoder = nn.ModuleList()
+    n = len(channels)
+    for i in range(n - 1):
+        upc = channels[i] + (channels[i + 1] if i == n - 2 else channels[i])
+        outc = out_channels if i == 0 else channels[i - 1]
+        is_top = i == 0
+        up = Convolution(
+            3,
+            upc,
+            outc,
+            strides=strides[i],
+            kernel_size=up_kernel_size,
+            conv_only=is_top and num_res_units == 0,
+            is_transposed=True,
+            **common,
+        )
+        if num_res_units > 0:
+            # nn.Sequential indices "0"/"1" keep MONAI UNet's parameter names within each level.
+            ru = ResidualUnit(
+                3, outc, outc, strides=1, kernel_size=kernel_size, subunits=1, last_conv_only=is_top, **common
+            )
+            decoder.append(nn.Sequential(up, ru))
+        else:
+            decoder.append(up)
+    return decoder
+
+
+def _skip_attention(block, channels, attention_kwargs) -> nn.ModuleList:
+    """One gate per skip i: x = encoder output i (channels[i]); g = decoder output of level i+1 (channels[i]), or the
+    bottleneck output (channels[-1]) for the deepest skip."""
+    n = len(channels)
+    return nn.ModuleList(
+        block(3, channels[i], channels[i + 1] if i == n - 2 else channels[i], **attention_kwargs) for i in range(n - 1)
+    )
+
+
 class AttentionUNet3D(nn.Module):
     """
     3-D residual U-Net (MONAI ``UNet`` layout) with an optional attention mechanism.
@@ -51,14 +104,15 @@ class AttentionUNet3D(nn.Module):
       the input resolution (its last convolution is bare).
 
     Attention (the variants only ADD modules, under names containing ``attention``; backbone names and shapes are
-    identical, so a baseline state dict loads into any variant with ``strict=False``):
+    identical, so a baseline state dict loads into any variant with ``strict=False``). The registry in
+    :mod:`src.models.attention` says where each kind sits:
 
-    - ``"ag"``: Attention Gate, Oktay et al. 2018. ``skip_attention[i]`` gates every skip ``skip_i`` with the
-      decoder signal ``g_{i+1}`` coming up from the coarser level, taken after its upsampling, i.e. at the skip's
-      resolution (the bottleneck output for the deepest skip). See :class:`src.models.blocks.AttentionGate`.
-    - ``"se"``: Squeeze-and-Excitation, Hu et al. 2018. ``encoder_attention[i]`` follows every encoder block,
-      the bottleneck included, so the recalibrated features feed both the next level and the skip.
-    - ``"cbam"``: CBAM, Woo et al. 2018 (channel then spatial attention), placed exactly like SE.
+    - at the ``"skip"`` site (``"ag"``, Attention Gate, Oktay et al. 2018), ``skip_attention[i]`` gates every skip
+      ``skip_i`` with the decoder signal ``g_{i+1}`` coming up from the coarser level, taken after its upsampling,
+      i.e. at the skip's resolution (the bottleneck output for the deepest skip).
+    - at the ``"encoder"`` site (``"se"``, Squeeze-and-Excitation, Hu et al. 2018; ``"cbam"``, CBAM, Woo et al. 2018),
+      ``encoder_attention[i]`` follows every encoder block, the bottleneck included, so the reweighted features feed
+      both the next level and the skip.
 
     Input spatial sizes must be divisible by ``prod(strides)`` (8 for the study's 4-level networks), which holds for
     the study's patches (32,64,64), (32,96,96), (32,128,128) and any sliding window whose sides are multiples of 8.
@@ -70,16 +124,15 @@ class AttentionUNet3D(nn.Module):
             (16, 32, 64, 128) and (32, 64, 128, 256).
         strides: downsampling stride between consecutive levels, ``len(channels) - 1`` integers.
         num_res_units: residual subunits per encoder block (MONAI semantics; 0 gives plain convolutions).
-        attention: one of ``"none"``, ``"ag"``, ``"se"``, ``"cbam"``.
+        attention: a name in :data:`src.models.attention.ATTENTION`: ``"none"``, ``"ag"``, ``"se"``, ``"cbam"``, or
+            one registered with ``register_attention``.
+        attention_kwargs: options of the attention block, e.g. ``{"reduction": 8}`` for SE, ``{"reduction": 8,
+            "kernel_size": 7}`` for CBAM (SE/CBAM: hidden width ``C // reduction``; CBAM: spatial kernel size).
         norm: MONAI normalisation spec for the backbone, e.g. ``"instance"`` (default, as MONAI) or ``"batch"``.
         act: MONAI activation spec for the backbone. Defaults to PReLU (as MONAI).
         dropout: dropout ratio inside the backbone's convolution blocks. Defaults to 0.
         kernel_size: backbone convolution kernel size. Defaults to 3.
         up_kernel_size: transposed-convolution kernel size. Defaults to 3.
-        se_reduction: SE reduction ratio r (hidden width ``C // r``). Hu et al. use 16 on 64-2048 channels; 8 keeps
-            at least 2 hidden units at 16 channels.
-        cbam_reduction: reduction ratio of CBAM's shared channel MLP (Woo et al. use 16; 8 here for the same reason).
-        cbam_kernel_size: kernel size of CBAM's spatial-attention convolution (Woo et al.: 7).
     """
 
     def __init__(
@@ -90,18 +143,16 @@ class AttentionUNet3D(nn.Module):
         strides: Sequence[int] = (2, 2, 2),
         num_res_units: int = 2,
         attention: str = "none",
+        attention_kwargs: Mapping[str, Any] | None = None,
         norm: str | Sequence = "instance",
         act: str | Sequence = "prelu",
         dropout: float = 0.0,
         kernel_size: int = 3,
         up_kernel_size: int = 3,
-        se_reduction: int = 8,
-        cbam_reduction: int = 8,
-        cbam_kernel_size: int = 7,
     ) -> None:
         super().__init__()
-        if attention not in ATTENTION_OPTIONS:
-            raise ValueError(f"unknown attention {attention!r}; options are {', '.join(ATTENTION_OPTIONS)}")
+        entry = attention_entry(attention)
+        attention_kwargs = dict(attention_kwargs or {})
         channels = tuple(int(c) for c in channels)
         strides = tuple(int(s) for s in strides)
         if len(channels) < 2:
@@ -116,71 +167,29 @@ class AttentionUNet3D(nn.Module):
             "strides": strides,
             "num_res_units": num_res_units,
             "attention": attention,
+            "attention_kwargs": attention_kwargs,
             "norm": norm,
             "act": act,
             "dropout": dropout,
             "kernel_size": kernel_size,
             "up_kernel_size": up_kernel_size,
-            "se_reduction": se_reduction,
-            "cbam_reduction": cbam_reduction,
-            "cbam_kernel_size": cbam_kernel_size,
         }
         self.attention = attention
         self.size_divisor = math.prod(strides)
         common = {"act": act, "norm": norm, "dropout": dropout}
-        n = len(channels)
-
-        # Encoder: n-1 downsampling blocks, then the stride-1 bottleneck.
-        self.encoder = nn.ModuleList()
-        for i in range(n):
-            inc = in_channels if i == 0 else channels[i - 1]
-            stride = strides[i] if i < n - 1 else 1
-            if num_res_units > 0:
-                block = ResidualUnit(
-                    3, inc, channels[i], strides=stride, kernel_size=kernel_size, subunits=num_res_units, **common
-                )
-            else:
-                block = Convolution(3, inc, channels[i], strides=stride, kernel_size=kernel_size, **common)
-            self.encoder.append(block)
-
-        # Decoder: level i takes cat([skip_i, g_{i+1}]) and upsamples to level i-1's resolution.
-        self.decoder = nn.ModuleList()
-        for i in range(n - 1):
-            upc = channels[i] + (channels[i + 1] if i == n - 2 else channels[i])
-            outc = out_channels if i == 0 else channels[i - 1]
-            is_top = i == 0
-            up = Convolution(
-                3,
-                upc,
-                outc,
-                strides=strides[i],
-                kernel_size=up_kernel_size,
-                conv_only=is_top and num_res_units == 0,
-                is_transposed=True,
-                **common,
-            )
-            if num_res_units > 0:
-                # nn.Sequential indices "0"/"1" keep MONAI UNet's parameter names within each level.
-                ru = ResidualUnit(
-                    3, outc, outc, strides=1, kernel_size=kernel_size, subunits=1, last_conv_only=is_top, **common
-                )
-                self.decoder.append(nn.Sequential(up, ru))
-            else:
-                self.decoder.append(up)
-
+        # Built in this order (encoder, decoder, attention) so that a seed gives every variant the baseline's weights.
+        self.encoder = _encoder(in_channels, channels, strides, num_res_units, kernel_size, common)
+        self.decoder = _decoder(out_channels, channels, strides, num_res_units, kernel_size, up_kernel_size, common)
         # Attention: the only modules the variants add.
         self.encoder_attention: nn.ModuleList | None = None
         self.skip_attention: nn.ModuleList | None = None
-        if attention == "se":
-            self.encoder_attention = nn.ModuleList(SqueezeExcitation(3, c, se_reduction) for c in channels)
-        elif attention == "cbam":
-            self.encoder_attention = nn.ModuleList(CBAM(3, c, cbam_reduction, cbam_kernel_size) for c in channels)
-        elif attention == "ag":
-            # Gate of skip i: x = encoder output i (channels[i]); g = decoder output of level i+1 (channels[i]) or
-            # the bottleneck output (channels[-1]) for the deepest skip.
-            self.skip_attention = nn.ModuleList(
-                AttentionGate(3, channels[i], channels[i + 1] if i == n - 2 else channels[i]) for i in range(n - 1)
-            )
+        try:
+            if entry is not None and entry.site == "encoder":
+                self.encoder_attention = nn.ModuleList(entry.block(3, c, **attention_kwargs) for c in channels)
+            elif entry is not None and entry.site == "skip":
+                self.skip_attention = _skip_attention(entry.block, channels, attention_kwargs)
+        except TypeError as e:  # an option the block does not take
+            raise ValueError(f"attention {attention!r} rejects attention_kwargs {attention_kwargs}: {e}") from None
 
     @property
     def config(self) -> dict[str, Any]:

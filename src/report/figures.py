@@ -12,10 +12,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from src.atomic import atomic_output  # noqa: E402
-from src.training.cells import CHANNEL_KEYS, MODELS, PAPER_CHANNELS, PAPER_PATCHES, PATCH_KEYS, SAMPLE_KEYS  # noqa: E402
+from src.study import Study, size_label  # noqa: E402
 
-COLORS = dict(zip(MODELS, ("tab:gray", "tab:blue", "tab:orange", "tab:green"), strict=True))
-STYLES = dict(zip(CHANNEL_KEYS, ("-", "--"), strict=True))
+LINE_STYLES = ("-", "--", ":", "-.")  # one per channel config, in the study's order
+MARKERS = ("o", "s", "^", "D")  # one per sample
 
 
 def _save(fig, path: Path) -> None:
@@ -24,26 +24,33 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _patch_tick(df: pd.DataFrame, patch: str) -> str:
+def _patch_tick(df: pd.DataFrame, study: Study, patch: str) -> str:
     """The paper's patch label, and the size this run trained under that key where it differs (demo profile)."""
+    paper = study.patches[patch]
     ran = sorted(set(df.loc[df["patch"] == patch, "patch_size"])) if "patch_size" in df else []
-    ran = [r for r in ran if r != PAPER_PATCHES[patch]]
-    return PAPER_PATCHES[patch] + (f"\n(ran {', '.join(ran)})" if ran else "")
+    ran = [size_label(r) for r in ran if tuple(r) != tuple(paper)]
+    return size_label(paper) + (f"\n(ran {', '.join(ran)})" if ran else "")
 
 
-def fbeta_vs_patch(df: pd.DataFrame, path: Path) -> None:
+def _style(study: Study, channels: str) -> str:
+    return LINE_STYLES[study.channel_keys.index(channels) % len(LINE_STYLES)]
+
+
+def fbeta_vs_patch(df: pd.DataFrame, study: Study, path: Path) -> None:
     """Test F-beta against patch size, one line per model and channel config, one panel per sample."""
-    fig, axes = plt.subplots(1, len(SAMPLE_KEYS), figsize=(11, 4), sharey=True)
-    x = np.arange(len(PATCH_KEYS))
-    for ax, sample in zip(axes, SAMPLE_KEYS, strict=True):
-        for model in MODELS:
-            for channels in CHANNEL_KEYS:
+    fig, axes = plt.subplots(1, len(study.samples), figsize=(11, 4), sharey=True, squeeze=False)
+    axes = axes[0]
+    x = np.arange(len(study.patch_keys))
+    for ax, sample in zip(axes, study.samples, strict=True):
+        for model in study.model_keys:
+            for channels in study.channel_keys:
                 sub = df[(df["sample"] == sample) & (df["model"] == model) & (df["channels"] == channels)]
-                y = sub.set_index("patch")["fbeta"].reindex(list(PATCH_KEYS)).to_numpy(float)
+                y = sub.set_index("patch")["fbeta"].reindex(list(study.patch_keys)).to_numpy(float)
                 if np.isnan(y).all():
                     continue
-                ax.plot(x, y, STYLES[channels], marker="o", color=COLORS[model], label=f"{model} {channels}")
-        ax.set_xticks(x, [_patch_tick(df, p) for p in PATCH_KEYS])
+                style = _style(study, channels)
+                ax.plot(x, y, style, marker="o", color=study.color(model), label=f"{model} {channels}")
+        ax.set_xticks(x, [_patch_tick(df, study, p) for p in study.patch_keys])
         ax.set_title(f"sample {sample[1:]}")
         ax.set_xlabel("patch size (D x H x W)")
         ax.grid(alpha=0.3)
@@ -55,22 +62,24 @@ def fbeta_vs_patch(df: pd.DataFrame, path: Path) -> None:
                 handles.append(h)
                 labels.append(label)
     axes[-1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    fig.suptitle("F-beta vs patch size (solid: channels " + " / dashed: ".join(PAPER_CHANNELS.values()) + ")")
+    styles = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}
+    legend = " / ".join(f"{styles[_style(study, c)]}: {size_label(s, '-')}" for c, s in study.channels.items())
+    fig.suptitle(f"F-beta vs patch size (channels {legend})")
     _save(fig, path)
 
 
-def score_vs_minutes(df: pd.DataFrame, path: Path) -> None:
+def score_vs_minutes(df: pd.DataFrame, study: Study, path: Path) -> None:
     """Test F-beta against training minutes, one colour per model, one marker per sample."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    markers = dict(zip(SAMPLE_KEYS, ("o", "s"), strict=True))
-    for model in MODELS:
-        for sample in SAMPLE_KEYS:
+    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(study.samples)}
+    for model in study.model_keys:
+        for sample in study.samples:
             sub = df[(df["model"] == model) & (df["sample"] == sample)]
             if len(sub):
                 ax.scatter(
                     sub["train_minutes"],
                     sub["fbeta"],
-                    color=COLORS[model],
+                    color=study.color(model),
                     marker=markers[sample],
                     label=f"{model} {sample}",
                 )
@@ -82,14 +91,16 @@ def score_vs_minutes(df: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def per_class_scores(table: pd.DataFrame, path: Path) -> None:
+def per_class_scores(table: pd.DataFrame, study: Study, path: Path) -> None:
     """Grouped bars: mean per-class test F-beta (columns of `table`) per model (rows of `table`)."""
     fig, ax = plt.subplots(figsize=(9, 4))
     classes = list(table.columns)
     x = np.arange(len(classes))
     width = 0.8 / max(len(table), 1)
     for i, (model, row) in enumerate(table.iterrows()):
-        ax.bar(x + (i - (len(table) - 1) / 2) * width, row.to_numpy(float), width, label=model, color=COLORS.get(model))
+        ax.bar(
+            x + (i - (len(table) - 1) / 2) * width, row.to_numpy(float), width, label=model, color=study.color(model)
+        )
     ax.set_xticks(x, [c.split("/", 1)[-1] for c in classes], rotation=20)
     ax.set_ylabel("mean test F-beta over cells")
     ax.set_title("Per-class test F-beta per model")

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from src import tracking
 from src.errors import UserError
-from src.training.cells import PAPER_CHANNELS, PAPER_PATCHES, Cell
+from src.study import Cell, Study
 
 PUBLISHED_CSV = Path(__file__).with_name("published_results.csv")
 KEYS = ["cell", "model", "channels", "patch", "sample"]
@@ -54,19 +55,25 @@ def _metric(run, name: str, where: str) -> float:
     return float(run.data.metrics[name])
 
 
-def load_runs(metrics_dir: str | Path, tracking_uri: str | None = None) -> pd.DataFrame:
-    """One row per metrics file, with values read from the MLflow run that the file names."""
+def _record_sizes(record: dict, key: str) -> tuple[int, ...] | None:
+    sizes = record.get(key)
+    return tuple(int(v) for v in sizes) if isinstance(sizes, list) and sizes else None
+
+
+def load_runs(metrics_dir: str | Path, study: Study, tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per metrics file, with values read from the MLflow run that the file names. The sizes a cell really
+    trained with are tuples in `channel_sizes` and `patch_size` (the demo trains smaller patches under the paper's
+    keys)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from src.training.tracking import store_dir
-    from src.training.tracking import tracking_uri as default_uri
-
     records = read_metrics_files(metrics_dir)
     if tracking_uri is None:
-        if not (store_dir() / "mlflow.db").exists():
-            raise UserError(f"no MLflow store at {store_dir()}: the metrics files name runs that are not there")
-        tracking_uri = default_uri()
+        if not (tracking.store_dir() / "mlflow.db").exists():
+            raise UserError(
+                f"no MLflow store at {tracking.store_dir()}: the metrics files name runs that are not there"
+            )
+        tracking_uri = tracking.tracking_uri()
     client = mlflow.MlflowClient(tracking_uri)
     rows = []
     for record in records:
@@ -78,15 +85,17 @@ def load_runs(metrics_dir: str | Path, tracking_uri: str | None = None) -> pd.Da
                 f"{where} names MLflow run {run_id}, which is not in the store {tracking_uri}: "
                 "re-run that cell (dvc repro -f) or point CRYOET_MLRUNS at the store it was logged to"
             ) from None
-        cell = Cell.parse(record["cell"])
+        cell = study.parse(record["cell"])
         tagged = run.data.tags.get("cell", run.info.run_name)
         if tagged != cell.name:
             raise UserError(f"{where} is cell {cell.name} but its MLflow run {run_id} is cell {tagged}")
         row = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
         row["sample"] = cell.sample
-        # The sizes the cell really trained with (the demo profile trains smaller patches under the paper's keys).
-        row["patch_size"] = run.data.params.get("patch_size", PAPER_PATCHES[cell.patch])
-        row["channel_sizes"] = run.data.params.get("channels", PAPER_CHANNELS[cell.channels])
+        # The sizes the cell trained with: from the run, else from its metrics file (runs logged before the sizes
+        # were JSON), else the paper's.
+        channel_sizes, patch_size = tracking.read_sizes(run.data.params)
+        row["channel_sizes"] = channel_sizes or _record_sizes(record, "channel_sizes") or study.channels[cell.channels]
+        row["patch_size"] = patch_size or _record_sizes(record, "patch_size") or study.patches[cell.patch]
         row["fbeta"] = _metric(run, "test_score", f"MLflow run {run_id} ({cell.name})")
         row["train_minutes"] = _metric(run, "train_minutes", f"MLflow run {run_id} ({cell.name})")
         for name in VALUES[2:]:
@@ -103,22 +112,30 @@ def load_runs(metrics_dir: str | Path, tracking_uri: str | None = None) -> pd.Da
     return frame.sort_values(["sample", "model", "channels", "patch"]).reset_index(drop=True)
 
 
-def load_published(path: str | Path = PUBLISHED_CSV) -> pd.DataFrame:
-    """The paper's Tables 3 and 4 in the same shape as `load_runs` (keys, fbeta, train_minutes; no per-class scores)."""
+def _sizes(label: str, sep: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(v) for v in label.split(sep))
+    except ValueError:
+        return None
+
+
+def load_published(study: Study, path: str | Path = PUBLISHED_CSV) -> pd.DataFrame:
+    """The paper's Tables 3 and 4 in the same shape as `load_runs` (keys, fbeta, train_minutes; no per-class scores).
+    The CSV writes sizes as the paper does ("16-32-64-128", "32x64x64"); they map to the study's keys by value."""
     raw = pd.read_csv(path, dtype={"sample": str, "channels": str, "patch_size": str})
-    channels = {label: key for key, label in PAPER_CHANNELS.items()}
-    patches = {label: key for key, label in PAPER_PATCHES.items()}
+    channels = {sizes: key for key, sizes in study.channels.items()}
+    patches = {sizes: key for key, sizes in study.patches.items()}
     frame = pd.DataFrame(
         {
             "model": raw["model"],
-            "channels": raw["channels"].map(channels),
-            "patch": raw["patch_size"].map(patches),
+            "channels": raw["channels"].map(lambda label: channels.get(_sizes(label, "-"))),
+            "patch": raw["patch_size"].map(lambda label: patches.get(_sizes(label, "x"))),
             "sample": "s" + raw["sample"],
             "fbeta": raw["fbeta"].astype(float),
             "train_minutes": raw["train_minutes"].astype(float),
         }
     )
-    if frame[["channels", "patch"]].isna().any().any():
-        raise UserError(f"{path}: a channels or patch_size label is not one of the paper's")
+    # Rows of sizes the study does not hold (a study that changed study.channels or study.patches) are left out.
+    frame = frame.dropna(subset=["channels", "patch"]).reset_index(drop=True)
     frame.insert(0, "cell", [Cell(*r).name for r in frame[["model", "channels", "patch", "sample"]].itertuples(False)])
     return frame

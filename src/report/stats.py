@@ -18,10 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from src.training.cells import CHANNEL_KEYS, MODELS, PATCH_KEYS
+from src.study import Study
 
-BASELINE = MODELS[0]
-VARIANTS = MODELS[1:]
 NAN = float("nan")
 
 
@@ -160,40 +158,40 @@ def adjust(family: list[Paired], s: Settings, higher: str, lower: str) -> list[P
     ]
 
 
-def attention_vs_baseline(df: pd.DataFrame, s: Settings, value: str = "fbeta") -> list[Paired]:
-    """Each attention variant against the baseline, paired over channels x patch x sample; Holm across the three."""
+def attention_vs_baseline(df: pd.DataFrame, study: Study, s: Settings, value: str = "fbeta") -> list[Paired]:
+    """Each attention variant against the baseline, paired over channels x patch x sample; Holm across them."""
     keys = ["channels", "patch", "sample"]
-    family = [paired(df, value, "model", BASELINE, m, keys, s) for m in VARIANTS]
+    family = [paired(df, value, "model", study.baseline, m, keys, s) for m in study.variants]
     if value == "fbeta":
         return adjust(family, s, "better", "worse")
     return adjust(family, s, "slower", "faster")
 
 
-def factor_effect(df: pd.DataFrame, factor: str, a: str, b: str, s: Settings) -> list[Paired]:
+def factor_effect(df: pd.DataFrame, study: Study, factor: str, a: str, b: str, s: Settings) -> list[Paired]:
     """`b - a` of one factor (patch or channels) within each model, paired over the other two; Holm across models."""
     keys = [k for k in ("channels", "patch", "sample") if k != factor]
-    family = [paired(df[df["model"] == m], "fbeta", factor, a, b, keys, s, within=m) for m in MODELS]
+    family = [paired(df[df["model"] == m], "fbeta", factor, a, b, keys, s, within=m) for m in study.model_keys]
     return adjust(family, s, "higher", "lower")
 
 
-def patch_effect(df: pd.DataFrame, s: Settings) -> list[Paired]:
-    return factor_effect(df, "patch", PATCH_KEYS[0], PATCH_KEYS[-1], s)
+def patch_effect(df: pd.DataFrame, study: Study, s: Settings) -> list[Paired]:
+    return factor_effect(df, study, "patch", study.patch_keys[0], study.patch_keys[-1], s)
 
 
-def patch_steps(df: pd.DataFrame, s: Settings) -> list[Paired]:
+def patch_steps(df: pd.DataFrame, study: Study, s: Settings) -> list[Paired]:
     """Each step up in patch size (p64 -> p96, p96 -> p128) within each model; Holm across all of them. Together
     with `patch_effect` (the two ends) this says whether a trend is monotone or carried by one step."""
     keys = ["channels", "sample"]
     family = [
         paired(df[df["model"] == m], "fbeta", "patch", a, b, keys, s, within=m)
-        for m in MODELS
-        for a, b in zip(PATCH_KEYS, PATCH_KEYS[1:], strict=False)
+        for m in study.model_keys
+        for a, b in zip(study.patch_keys, study.patch_keys[1:], strict=False)
     ]
     return adjust(family, s, "higher", "lower")
 
 
-def channel_effect(df: pd.DataFrame, s: Settings) -> list[Paired]:
-    return factor_effect(df, "channels", CHANNEL_KEYS[0], CHANNEL_KEYS[-1], s)
+def channel_effect(df: pd.DataFrame, study: Study, s: Settings) -> list[Paired]:
+    return factor_effect(df, study, "channels", study.channel_keys[0], study.channel_keys[-1], s)
 
 
 def matched_configurations(df: pd.DataFrame, value: str = "fbeta") -> pd.DataFrame:
@@ -206,12 +204,12 @@ def matched_configurations(df: pd.DataFrame, value: str = "fbeta") -> pd.DataFra
     return scored[complete]
 
 
-def model_summary(df: pd.DataFrame, value: str = "fbeta") -> pd.DataFrame:
-    """Mean, sd and count of `value` per model over the matched configurations (all four models, in grid order;
-    NaN where a model has no cells)."""
+def model_summary(df: pd.DataFrame, study: Study, value: str = "fbeta") -> pd.DataFrame:
+    """Mean, sd and count of `value` per model over the matched configurations (every model of the study, in grid
+    order; NaN where a model has no cells)."""
     grouped = matched_configurations(df, value).groupby("model")[value]
     out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()})
-    out = out.reindex(list(MODELS))
+    out = out.reindex(list(study.model_keys))
     out["n"] = out["n"].fillna(0).astype(int)
     return out
 
@@ -222,16 +220,15 @@ def best_model(summary: pd.DataFrame) -> str | None:
     return str(means.idxmax()) if len(means) else None
 
 
-def per_class(df: pd.DataFrame, class_columns: list[str]) -> pd.DataFrame:
+def per_class(df: pd.DataFrame, study: Study, class_columns: list[str]) -> pd.DataFrame:
     """Mean per-class test F-beta per model (rows: models in grid order; columns: the class columns)."""
-    return df.groupby("model")[class_columns].mean().reindex(list(MODELS))
+    return df.groupby("model")[class_columns].mean().reindex(list(study.model_keys))
 
 
-def stated_vs_tables(published: pd.DataFrame, stated_means: dict[str, float]) -> pd.DataFrame:
-    """The paper's stated mean per model beside the mean of its own Tables 3 and 4."""
-    summary = model_summary(published)
-    out = pd.DataFrame(
-        {"stated": pd.Series(stated_means, dtype=float).reindex(list(MODELS)), "tables": summary["mean"]}
-    )
+def stated_vs_tables(published: pd.DataFrame, study: Study, stated_means: dict[str, float]) -> pd.DataFrame:
+    """The paper's stated mean per model beside the mean of its own Tables 3 and 4 (the paper's models only)."""
+    order = [m for m in study.model_keys if m in stated_means]
+    summary = model_summary(published, study).reindex(order)
+    out = pd.DataFrame({"stated": pd.Series(stated_means, dtype=float).reindex(order), "tables": summary["mean"]})
     out["difference"] = out["stated"] - out["tables"]
     return out

@@ -19,7 +19,7 @@ import platform
 import shutil
 import signal
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from monai.losses import TverskyLoss
 from monai.utils import set_determinism
 from tqdm import tqdm
 
+from src import tracking
 from src.atomic import atomic_output
 from src.data.masks import label_mask
 from src.data.prepare import MANIFEST_NAME, open_project
@@ -38,14 +39,8 @@ from src.inference.predict import default_device, predict_runs, tune_on_runs
 from src.metric import fbeta_score
 from src.models import build_model
 from src.params import Params
-from src.training import tracking
-from src.training.cells import Cell
+from src.study import Cell, Study
 from src.training.transforms import augment, preprocess, volume_item
-
-
-def cell_dirs(cell: Cell) -> tuple[Path, Path, Path]:
-    """(final model folder, in-progress folder, metrics file) of a cell."""
-    return Path("models") / cell.name, Path("models") / f".{cell.name}.partial", Path("metrics") / f"{cell.name}.json"
 
 
 def data_fingerprint(params: Params) -> str:
@@ -69,16 +64,18 @@ def _flatten(prefix: str, value) -> dict:
     return {prefix: str(value) if isinstance(value, list | tuple) else value}
 
 
-def _flat_params(cell: Cell, params: Params) -> dict:
-    """Every param the cell ran with: its own sizes, then each params.yaml section it depends on, flattened."""
+def _flat_params(cell: Cell, params: Params, patch: tuple[int, int, int]) -> dict:
+    """Every param the cell ran with: its own model and sizes, then each params.yaml section it depends on."""
     t = params.train
+    model = params.study.models[cell.model]
     flat = {
         "cell": cell.name,
         "model": cell.model,
-        "channels": "-".join(map(str, t.channels[cell.channels])),
-        "patch_size": "x".join(map(str, t.patches[cell.patch])),
         "sample": cell.sample_number,
-        **{k: v for k, v in asdict(t).items() if k not in ("channels", "patches", "augment", "network")},
+        "attention": model.attention,
+        **_flatten("attention_kwargs", model.attention_kwargs),
+        **tracking.size_params(params.study.channels[cell.channels], patch),
+        **{k: v for k, v in asdict(t).items() if k not in ("augment", "network")},
         **_flatten("network", t.network),
         **_flatten("augment", t.augment),
         **_flatten("predict", params.predict),
@@ -142,46 +139,225 @@ def _raise_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool = True) -> dict:
-    """Train, validate, tune thresholds, test and log one cell; returns the record written to metrics/<cell>.json."""
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)  # a killed stage marks its MLflow run FAILED
+@dataclass(frozen=True)
+class CellPaths:
+    """Where a cell writes: its final model folder, its in-progress folder, and its metrics file (from params)."""
+
+    final: Path
+    partial: Path
+    metrics: Path
+
+    @classmethod
+    def of(cls, cell: Cell, t) -> CellPaths:
+        models = Path(t.models_dir)
+        return cls(models / cell.name, models / f".{cell.name}.partial", Path(t.metrics_dir) / f"{cell.name}.json")
+
+
+@dataclass
+class TrainState:
+    """What a resumed run continues from (saved in `last.pt` after every epoch)."""
+
+    epoch: int = 0
+    best_score: float = -1.0
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+    run_id: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class CellSession:
+    """Everything the steps of one cell share: its data, model, optimiser and progress."""
+
+    cell: Cell
+    params: Params
+    paths: CellPaths
+    device: torch.device
+    project: object
+    split: dict
+    patch: tuple[int, int, int]
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: TverskyLoss
+    use_amp: bool
+    volumes: list[dict]
+    voxel_spacing: float
+    transforms: object
+    state: TrainState
+
+    @property
+    def sample(self) -> dict:
+        """{"train": [...], "val": [...]} runs of the cell's sample."""
+        return self.split["samples"][self.cell.sample_number]
+
+    @property
+    def classes(self):
+        return self.project.classes
+
+    def checkpoint_meta(self) -> dict:
+        """The plan saved with every checkpoint (nnU-Net style): how to rebuild and apply the model."""
+        return dict(
+            model_name=self.cell.model,
+            classes=self.classes,
+            voxel_spacing=self.voxel_spacing,
+            patch_size=self.patch,
+            thresholds={},
+        )
+
+
+def setup_cell(cell: Cell, params: Params, resume: bool = False) -> CellSession:
+    """Build the cell's model, optimiser and training data; with `resume`, continue from its last finished epoch."""
     t = params.train
     device = default_device()
-    final_dir, partial, metrics_path = cell_dirs(cell)
-    split = read_split(params.split.out)
-    sample = split["samples"][cell.sample_number]
+    paths = CellPaths.of(cell, t)
     project = open_project(params)
-    classes = project.classes
-    spacing_folder = params.data.voxel_spacing
-    patch = t.patches[cell.patch]
-
+    spec = params.study.models[cell.model]
     torch.manual_seed(t.seed)
     model = build_model(
-        cell.model, channels=t.channels[cell.channels], out_channels=len(classes) + 1, **asdict(t.network)
+        spec.attention,
+        params.study.channels[cell.channels],
+        len(project.classes) + 1,
+        spec.attention_kwargs,
+        **asdict(t.network),
     ).to(device)
+    patch = Study.from_params(params).trained_patch(cell.patch, t.patch_scale, model.size_divisor)
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
-    loss_fn = training_loss(t)
-    use_amp = t.amp and device.type == "cuda"
-
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": [], "run_id": None, "seconds": 0.0}
-    last = partial / "last.pt"
+    state = TrainState()
+    last = paths.partial / "last.pt"
     if resume and last.exists():
         saved = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
-    elif partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-
-    volumes, voxel_spacing = training_volumes(project, sample["train"], params)
-    transforms = augment(patch, len(classes) + 1, t.augment)
-    val_solution = _solution(project, sample["val"])
-    checkpoint_meta = dict(
-        model_name=cell.model, classes=classes, voxel_spacing=voxel_spacing, patch_size=patch, thresholds={}
+        state = TrainState(**saved["state"])
+    elif paths.partial.exists():
+        shutil.rmtree(paths.partial)
+    paths.partial.mkdir(parents=True, exist_ok=True)
+    split = read_split(params.split.out)
+    volumes, voxel_spacing = training_volumes(project, split["samples"][cell.sample_number]["train"], params)
+    return CellSession(
+        cell=cell,
+        params=params,
+        paths=paths,
+        device=device,
+        project=project,
+        split=split,
+        patch=patch,
+        model=model,
+        optimizer=optimizer,
+        loss_fn=training_loss(t),
+        use_amp=t.amp and device.type == "cuda",
+        volumes=volumes,
+        voxel_spacing=voxel_spacing,
+        transforms=augment(patch, len(project.classes) + 1, t.augment),
+        state=state,
     )
 
-    tags = {
+
+def fit_epoch(session: CellSession, epoch: int, bar: tqdm | None = None) -> dict:
+    """Train one epoch (0-based `epoch`) of `train.steps_per_epoch` batches; its history record."""
+    t, state = session.params.train, session.state
+    start = time.perf_counter()
+    rng = _seed_epoch(t.seed, epoch, session.transforms)
+    session.model.train()
+    losses = []
+    for _ in range(t.steps_per_epoch):
+        image, label = draw_batch(session.transforms, session.volumes, rng, t.batch_size, session.device)
+        losses.append(train_step(session.model, session.optimizer, session.loss_fn, image, label, session.use_amp))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses):.4f}", best=f"{state.best_score:.3f}")
+    return {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "train_seconds": time.perf_counter() - start}
+
+
+def validate(session: CellSession, epoch: int):
+    """Score the current model on the sample's validation runs with the competition metric, through the real
+    predict path; keep it as `best.pt` when it beats the best so far. Returns the score result."""
+    params, partial, state = session.params, session.paths.partial, session.state
+    save_checkpoint(partial / "current.pt", session.model, **session.checkpoint_meta())
+    runs = session.sample["val"]
+    points = predict_runs(
+        load_checkpoint(partial / "current.pt", session.device),
+        session.project,
+        runs,
+        params.data.tomo_type,
+        params.data.voxel_spacing,
+        params,
+        progress=False,
+    )
+    val = fbeta_score(_solution(session.project, runs), points, session.classes)
+    if val.score > state.best_score:
+        state.best_score, state.best_epoch = val.score, epoch + 1
+        os.replace(partial / "current.pt", partial / "best.pt")
+    return val
+
+
+def save_resume_state(session: CellSession) -> None:
+    """`last.pt`: weights, optimiser and progress after a finished epoch, written atomically."""
+    with atomic_output(session.paths.partial / "last.pt") as tmp:
+        saved = {"model": session.model.state_dict(), "optimizer": session.optimizer.state_dict()}
+        torch.save({**saved, "state": asdict(session.state)}, tmp)
+
+
+def select_and_tune(session: CellSession) -> dict[str, float]:
+    """Per-class thresholds tuned on the validation runs, stored in the best checkpoint; returns them."""
+    best = session.paths.partial / "best.pt"
+    thresholds = tune_on_runs(
+        load_checkpoint(best, session.device), session.project, session.sample["val"], session.params
+    )
+    update_thresholds(best, thresholds)
+    return thresholds
+
+
+def evaluate_test_set(session: CellSession):
+    """The best checkpoint on the common test set, through the same predict path users run: (score result,
+    inference seconds per tomogram)."""
+    params, runs = session.params, session.split["test"]
+    start = time.perf_counter()
+    points = predict_runs(
+        session.paths.partial / "best.pt",
+        session.project,
+        runs,
+        params.data.tomo_type,
+        params.data.voxel_spacing,
+        params,
+        progress=False,
+    )
+    seconds = (time.perf_counter() - start) / max(len(runs), 1)
+    return fbeta_score(_solution(session.project, runs), points, session.classes), seconds
+
+
+def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float], durations: dict) -> dict:
+    """Move the model into place (logging it to MLflow), then write metrics/<cell>.json; returns that record."""
+    import mlflow
+
+    cell, paths = session.cell, session.paths
+    # The artifact first: after the rename only the metrics file is left to write.
+    with atomic_output(paths.final) as tmp:
+        tmp.mkdir()
+        shutil.copy2(paths.partial / "best.pt", tmp / "model.pt")
+        (tmp / "history.json").write_text(json.dumps(session.state.history, indent=2) + "\n")
+        mlflow.log_artifact(str(tmp / "model.pt"))
+    record = {
+        "cell": cell.name,
+        "model": cell.model,
+        "channels": cell.channels,
+        "patch": cell.patch,
+        "sample": cell.sample,
+        "channel_sizes": list(session.params.study.channels[cell.channels]),
+        "patch_size": list(session.patch),
+        "mlflow_run_id": run_id,
+        "test_score": test.score,
+        "test_fbeta": {k: v.fbeta for k, v in test.classes.items()},
+        "thresholds": thresholds,
+        **durations,
+    }
+    tracking.write_cell_metrics(paths.metrics, record)
+    return record
+
+
+def _tags(session: CellSession) -> dict[str, str]:
+    cell = session.cell
+    return {
         "cell": cell.name,
         "model": cell.model,
         "channels": cell.channels,
@@ -189,103 +365,52 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
         "sample": cell.sample,
         "git_commit": tracking.git_commit(),
         "dvc_stage": f"train@{cell.name}",
-        "data_fingerprint": data_fingerprint(params),
-        "device": str(device),
+        "data_fingerprint": data_fingerprint(session.params),
+        "device": str(session.device),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
     }
-    with tracking.cell_run(cell.name, tags, _flat_params(cell, params), run_id=state["run_id"]) as run:
+
+
+def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool = True) -> dict:
+    """Train, validate, tune thresholds, test and log one cell; returns the record written to metrics/<cell>.json."""
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)  # a killed stage marks its MLflow run FAILED
+    session = setup_cell(cell, params, resume)
+    t, state = params.train, session.state
+    flat = _flat_params(cell, params, session.patch)
+    with tracking.cell_run(cell.name, _tags(session), flat, run_id=state.run_id) as run:
         import mlflow
         import monai
 
         mlflow.set_tag("monai_version", monai.__version__)
-        state["run_id"] = run.info.run_id
-        total = (t.epochs - state["epoch"]) * t.steps_per_epoch
+        state.run_id = run.info.run_id
+        total = (t.epochs - state.epoch) * t.steps_per_epoch
         bar = tqdm(total=total, desc=cell.name, unit="step", disable=None if progress else True)
-        for epoch in range(state["epoch"], t.epochs):
+        for epoch in range(state.epoch, t.epochs):
             epoch_start = time.perf_counter()
-            rng = _seed_epoch(t.seed, epoch, transforms)
-            model.train()
-            losses = []
-            for _ in range(t.steps_per_epoch):
-                image, label = draw_batch(transforms, volumes, rng, t.batch_size, device)
-                losses.append(train_step(model, optimizer, loss_fn, image, label, use_amp))
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses):.4f}", best=f"{state['best_score']:.3f}")
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": float(np.mean(losses)),
-                "train_seconds": time.perf_counter() - epoch_start,
-            }
+            record = fit_epoch(session, epoch, bar)
             mlflow.log_metric("train_loss", record["train_loss"], step=epoch + 1)
             if (epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs:
-                save_checkpoint(partial / "current.pt", model, **checkpoint_meta)
-                points = predict_runs(
-                    load_checkpoint(partial / "current.pt", device),
-                    project,
-                    sample["val"],
-                    params.data.tomo_type,
-                    spacing_folder,
-                    params,
-                    progress=False,
-                )
-                val = fbeta_score(val_solution, points, classes)
+                val = validate(session, epoch)
                 record["val_score"] = val.score
                 mlflow.log_metric("val_score", val.score, step=epoch + 1)
                 mlflow.log_metrics({f"val_fbeta/{k}": v.fbeta for k, v in val.classes.items()}, step=epoch + 1)
-                if val.score > state["best_score"]:
-                    state["best_score"], state["best_epoch"] = val.score, epoch + 1
-                    os.replace(partial / "current.pt", partial / "best.pt")
-            state["history"].append(record)
-            state["epoch"] = epoch + 1
-            state["seconds"] += time.perf_counter() - epoch_start
-            with atomic_output(last) as tmp:
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, tmp)
+            state.history.append(record)
+            state.epoch = epoch + 1
+            state.seconds += time.perf_counter() - epoch_start  # training and validation
+            save_resume_state(session)
         bar.close()
-
-        # Per-class thresholds tuned on the validation runs, stored in the best checkpoint.
-        best = partial / "best.pt"
-        thresholds = tune_on_runs(load_checkpoint(best, device), project, sample["val"], params)
-        update_thresholds(best, thresholds)
+        thresholds = select_and_tune(session)
         mlflow.log_params({f"threshold.{k}": round(v, 4) for k, v in thresholds.items()})
-
-        # The common test set, through the same predict path users run.
-        test_start = time.perf_counter()
-        test_points = predict_runs(
-            best, project, split["test"], params.data.tomo_type, spacing_folder, params, progress=False
-        )
-        inference_seconds = (time.perf_counter() - test_start) / max(len(split["test"]), 1)
-        test = fbeta_score(_solution(project, split["test"]), test_points, classes)
-        train_seconds = [h["train_seconds"] for h in state["history"]]
+        test, inference_seconds = evaluate_test_set(session)
         durations = {
-            "train_minutes": state["seconds"] / 60,
-            "seconds_per_epoch": float(np.mean(train_seconds)),
+            "train_minutes": state.seconds / 60,
+            "seconds_per_epoch": float(np.mean([h["train_seconds"] for h in state.history])),
             "inference_seconds_per_tomogram": inference_seconds,
-            "val_best_score": state["best_score"],
-            "best_epoch": state["best_epoch"],
+            "val_best_score": state.best_score,
+            "best_epoch": state.best_epoch,
         }
         tracking.log_test_result(test.score, {k: v.fbeta for k, v in test.classes.items()}, durations)
-
-        # The artifact first: after the rename only the metrics file is left to write.
-        with atomic_output(final_dir) as tmp:
-            tmp.mkdir()
-            shutil.copy2(best, tmp / "model.pt")
-            (tmp / "history.json").write_text(json.dumps(state["history"], indent=2) + "\n")
-            mlflow.log_artifact(str(tmp / "model.pt"))
-        record = {
-            "cell": cell.name,
-            "model": cell.model,
-            "channels": cell.channels,
-            "patch": cell.patch,
-            "sample": cell.sample,
-            "channel_sizes": list(t.channels[cell.channels]),
-            "patch_size": list(patch),
-            "mlflow_run_id": run.info.run_id,
-            "test_score": test.score,
-            "test_fbeta": {k: v.fbeta for k, v in test.classes.items()},
-            "thresholds": thresholds,
-            **durations,
-        }
-        tracking.write_cell_metrics(metrics_path, record)
-    shutil.rmtree(partial)
+        record = publish(session, run.info.run_id, test, thresholds, durations)
+    shutil.rmtree(session.paths.partial)
     return record

@@ -1,0 +1,134 @@
+"""The study's vocabulary in one place: its models (attention, display name, colour), channel and patch keys with the
+paper's sizes, samples, and the grid of cells named like `unet_se-c16-p128-s1`.
+
+Everything is read from the `study:` section of params.yaml, which dvc.yaml's `matrix` reads too, so the DVC grid, the
+training cells, the model factory, the report and its figures cannot disagree. Adding a model is one entry there (and,
+for a new kind of attention, a block registered in `src/models/attention.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from src.errors import UserError
+from src.params import ModelParams, Params, StudyParams
+
+KEY = re.compile(r"^[a-z0-9_]+$")  # keys join into cell names with '-', so they hold none
+
+
+def size_label(sizes: Sequence[int], sep: str = "x") -> str:
+    """A size tuple as people write it: (32, 64, 64) -> "32x64x64"; channels use sep="-"."""
+    return sep.join(str(int(s)) for s in sizes)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid: (model, channel config, patch size, sample), each a study key."""
+
+    model: str
+    channels: str  # e.g. "c16"
+    patch: str  # e.g. "p128"
+    sample: str  # e.g. "s1"
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.channels}-{self.patch}-{self.sample}"
+
+    @property
+    def sample_number(self) -> str:
+        """The sample's name in data/splits.json ("1" for s1)."""
+        return self.sample[1:]
+
+
+@dataclass(frozen=True)
+class Study:
+    baseline: str
+    models: Mapping[str, ModelParams]
+    channels: Mapping[str, tuple[int, ...]]
+    patches: Mapping[str, tuple[int, int, int]]  # the paper's sizes
+    samples: tuple[str, ...]
+
+    def __post_init__(self):
+        for kind, keys in self.axes().items():
+            if not keys:
+                raise UserError(f"study.{kind} is empty")
+            bad = [k for k in keys if not KEY.match(k)]
+            if bad:
+                raise UserError(f"study.{kind} key '{bad[0]}' must be lower-case letters, digits and '_' only")
+        if self.baseline not in self.models:
+            raise UserError(f"study.baseline '{self.baseline}' is not one of study.models: {', '.join(self.models)}")
+        bad = [s for s in self.samples if not re.fullmatch(r"s\d+", s)]
+        if bad:
+            raise UserError(f"study.samples entry '{bad[0]}' must be s<number>, naming a sample of the split")
+
+    @classmethod
+    def from_params(cls, params: Params | StudyParams) -> Study:
+        s = params.study if isinstance(params, Params) else params
+        return cls(s.baseline, dict(s.models), dict(s.channels), dict(s.patches), tuple(s.samples))
+
+    def axes(self) -> dict[str, tuple[str, ...]]:
+        """The grid's four axes, in cell-name order."""
+        return {
+            "models": tuple(self.models),
+            "channels": tuple(self.channels),
+            "patches": tuple(self.patches),
+            "samples": self.samples,
+        }
+
+    @property
+    def model_keys(self) -> tuple[str, ...]:
+        return tuple(self.models)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The models compared against the baseline."""
+        return tuple(m for m in self.models if m != self.baseline)
+
+    @property
+    def channel_keys(self) -> tuple[str, ...]:
+        return tuple(self.channels)
+
+    @property
+    def patch_keys(self) -> tuple[str, ...]:
+        return tuple(self.patches)
+
+    def cell(self, model: str, channels: str, patch: str, sample: str) -> Cell:
+        """The cell of these keys; a key the study does not have is an error."""
+        for value, (kind, allowed) in zip((model, channels, patch, sample), self.axes().items(), strict=True):
+            if value not in allowed:
+                raise UserError(f"'{value}' is not one of the study's {kind}: {', '.join(allowed)}")
+        return Cell(model, channels, patch, sample)
+
+    def parse(self, name: str) -> Cell:
+        """A cell from its name, e.g. `unet_se-c16-p128-s1`."""
+        parts = name.split("-")
+        if len(parts) != 4:
+            raise UserError(f"'{name}' is not a cell name like {self.cells()[0].name} (model-channels-patch-sample)")
+        return self.cell(*parts)
+
+    def cells(self) -> list[Cell]:
+        """Every cell of the grid, in the paper's table order (sample, model, channels, patch)."""
+        return [
+            Cell(m, c, p, s) for s in self.samples for m in self.models for c in self.channels for p in self.patches
+        ]
+
+    def label(self, model: str) -> str:
+        return self.models[model].label if model in self.models else model
+
+    def color(self, model: str) -> str | None:
+        return self.models[model].color if model in self.models else None
+
+    def trained_patch(self, patch: str, scale: Sequence[float], divisor: int = 1) -> tuple[int, int, int]:
+        """The patch a cell of key `patch` trains: `scale` x the paper's size, each side a whole multiple of
+        `divisor` (the network's total stride)."""
+        paper = self.patches[patch]
+        sizes = tuple(s * f for s, f in zip(paper, scale, strict=True))
+        if any(not math.isclose(v, round(v)) or round(v) <= 0 or round(v) % divisor for v in sizes):
+            raise UserError(
+                f"train.patch_scale {list(scale)} makes patch {patch} ({size_label(paper)}) "
+                f"{'x'.join(f'{v:g}' for v in sizes)}: each side must be a positive whole multiple of {divisor}"
+            )
+        return tuple(int(round(v)) for v in sizes)
