@@ -17,6 +17,7 @@ default where a GPU is seen) runs both on the GPU: ours with fp16 autocast, plai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import shutil
@@ -113,9 +114,7 @@ def prepare(workdir: Path, shape: tuple[int, int, int], checkpoint: Path | None)
     from src.params import load_params
 
     s = load_params(REPO / "params.yaml").synth
-    volumes, objects = synthesize_run(
-        s.seed, 0, shape, s.voxel_spacing, CZII_CLASSES, s.placement, s.distractors, s.imaging
-    )
+    volumes, objects = synthesize_run(dataclasses.replace(s, shape=shape), 0, CZII_CLASSES)
     np.save(workdir / "volume.npy", volumes["denoised"].astype(np.float32))
     (workdir / "info.json").write_text(json.dumps({"spacing": s.voxel_spacing}))
     names = {c.name for c in CZII_CLASSES}

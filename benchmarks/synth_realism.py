@@ -45,7 +45,7 @@ def main() -> None:
     s = p.synth
     placement = dataclasses.replace(s.placement, count_scale=args.count_scale)
     start = time.perf_counter()
-    _, objects = synthesize_run(s.seed, 0, shape, s.voxel_spacing, CZII_CLASSES, placement, s.distractors, s.imaging)
+    _, objects = synthesize_run(dataclasses.replace(s, shape=shape, placement=placement), 0, CZII_CLASSES)
     seconds = time.perf_counter() - start
     names = {c.name for c in CZII_CLASSES}
     particles = [o for o in objects if o.kind in names]

@@ -55,6 +55,15 @@ class ScoreResult:
     classes: dict[str, ClassScore] = field(default_factory=dict)
     beta: float = 4.0
     distance_multiplier: float = 0.5
+    # {experiment: {class: (tp, fp, fn)}} before the micro-average: what a bootstrap over tomograms resamples.
+    per_tomogram: dict[str, dict[str, tuple[int, int, int]]] = field(default_factory=dict)
+
+    def counts_by_tomogram(self) -> dict[str, dict[str, dict[str, int]]]:
+        """`per_tomogram` as plain JSON: {experiment: {class: {"tp": .., "fp": .., "fn": ..}}}."""
+        return {
+            experiment: {name: dict(zip(("tp", "fp", "fn"), map(int, c), strict=True)) for name, c in by_class.items()}
+            for experiment, by_class in self.per_tomogram.items()
+        }
 
     def to_dict(self) -> dict:
         """Plain, JSON-serialisable python types: {"score": ..., "classes": {name: {tp, fp, fn, precision, ...}}}."""
@@ -147,6 +156,7 @@ def fbeta_score(
     empty = np.empty((0, 3))
     class_names = solution["particle_type"].unique()
     totals = {name: [0, 0, 0] for name in class_names}
+    per_tomogram = {str(e): {str(name): (0, 0, 0) for name in class_names} for e in experiments}
     for experiment in experiments:
         for name in class_names:
             key = (experiment, name)
@@ -154,6 +164,7 @@ def fbeta_score(
                 continue  # contributes (0, 0, 0)
             radius = distance_multiplier * table[name].radius
             counts = match_counts(ref_points.get(key, empty), cand_points.get(key, empty), radius)
+            per_tomogram[str(experiment)][str(name)] = counts
             totals[name] = [t + c for t, c in zip(totals[name], counts, strict=True)]
 
     scores = {}
@@ -167,7 +178,7 @@ def fbeta_score(
         weight = table[name].weight
         scores[name] = ClassScore(int(tp), int(fp), int(fn), precision, recall, fbeta, weight)
         weighted += weight * fbeta
-    return ScoreResult(weighted / total_weight, scores, beta, distance_multiplier)
+    return ScoreResult(weighted / total_weight, scores, beta, distance_multiplier, per_tomogram)
 
 
 def read_points_csv(path: str | Path) -> pd.DataFrame:

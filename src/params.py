@@ -67,9 +67,20 @@ class PlacementParams:
     counts: dict[str, float]
     count_scale: float
     min_per_class: int
+    unannotated: dict[str, float]
     min_gap: float
     edge_margin: float
     cluster_fraction: float
+
+
+@dataclass(frozen=True)
+class ParticleParams:
+    """How much each class weighs: the integrated density of its map is mass / protein_density."""
+
+    protein_density: float
+    mass_kda: dict[str, float]
+    cargo_kda: dict[str, float]
+    cargo_granule_radius: float
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,8 @@ class DistractorParams:
     membrane_thickness: float
     blobs: float
     blob_radius: tuple[float, float]
+    lookalikes: float
+    lookalike_mass_kda: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,7 @@ class SynthParams:
     run_prefix: str
     picks_naming: str
     placement: PlacementParams
+    particles: ParticleParams
     distractors: DistractorParams
     imaging: ImagingParams
 

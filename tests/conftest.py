@@ -24,7 +24,7 @@ def make_project(
     out: Path, params, runs: int = 2, seed: int = 0, picks_naming: str = "competition", workers: int = 1, **imaging
 ):
     """A TINY_SHAPE project of params.yaml's synthetic settings with a few of them changed; `imaging` overrides
-    fields of `synth.imaging` (e.g. snr=0.0)."""
+    fields of `synth.imaging` (e.g. snr=float("inf") for no noise)."""
     s = params.synth
     settings = dataclasses.replace(
         s,

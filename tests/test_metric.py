@@ -86,6 +86,8 @@ def test_counts_are_summed_over_tomograms_before_f_beta():
     assert result.classes["apo-ferritin"].fbeta == pytest.approx(micro)
     assert micro != pytest.approx(macro)
     assert result.score == pytest.approx(micro / 7)
+    assert result.per_tomogram == {"T1": {"apo-ferritin": (1, 0, 0)}, "T2": {"apo-ferritin": (0, 0, 3)}}
+    assert result.counts_by_tomogram()["T2"]["apo-ferritin"] == {"tp": 0, "fp": 0, "fn": 3}
 
 
 def test_score_is_divided_by_the_sum_of_all_class_weights():
@@ -236,6 +238,9 @@ def test_fbeta_score_equals_brute_force(solution_rows, submission_rows, beta):
     expected_score, expected_counts = brute_score(solution_rows, submission_rows, beta)
     result = fbeta_score(frame(solution_rows), frame(submission_rows), classes=TOY_CLASSES, beta=beta)
     assert {name: counts(result, name) for name in result.classes} == expected_counts
+    for name in result.classes:  # the per-tomogram counts add up to the micro-averaged ones
+        summed = [sum(c) for c in zip(*(by_class[name] for by_class in result.per_tomogram.values()), strict=True)]
+        assert tuple(summed) == counts(result, name)
     assert result.score == pytest.approx(expected_score, rel=1e-12, abs=1e-15)
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import os
@@ -9,7 +10,8 @@ import zarr
 
 from src.classes import CZII_CLASSES
 from src.data.copick_io import CopickProject, angstrom_to_voxel
-from src.data.synth import PARTICLE_SHAPES, synthesize_run
+from src.data.synth import PARTICLE_SHAPES, synthesize_project, synthesize_run
+from src.errors import UserError
 from tests.conftest import TINY_SHAPE, make_project
 
 SPACING = 10.012444
@@ -82,8 +84,9 @@ def test_parallel_workers_write_the_same_bytes(tmp_path, params):
 def test_picks_sit_on_their_particles(params):
     """Noise-free, CTF-free: every solid particle's centre voxel is darker than the volume (protein is dark)."""
     s = params.synth
-    imaging = params.synth.imaging.__class__(**{**params.synth.imaging.__dict__, "snr": 0.0, "ctf": False})
-    volumes, objects = synthesize_run(1, 0, (48, 96, 96), SPACING, CZII_CLASSES, s.placement, s.distractors, imaging)
+    imaging = dataclasses.replace(s.imaging, snr=float("inf"), ctf=False)
+    settings = dataclasses.replace(s, seed=1, shape=(48, 96, 96), voxel_spacing=SPACING, imaging=imaging)
+    volumes, objects = synthesize_run(settings, 0, CZII_CLASSES)
     volume = volumes["wbp"]
     background = np.median(volume)
     for obj in objects:
@@ -122,3 +125,116 @@ def test_interrupted_synthesis_leaves_nothing(tmp_path, params, monkeypatch):
     with pytest.raises(RuntimeError):
         make_project(tmp_path / "proj", params, runs=1)
     assert os.listdir(tmp_path) == []
+
+
+def _stamped(lobes, radius_vox: float, size: int = 64) -> np.ndarray:
+    from src.data.synth import PlacedObject, _stamp
+
+    volume = np.zeros((size, size, size), dtype=np.float32)
+    centre = np.full(3, size / 2 - 0.5)
+    _stamp(volume, PlacedObject("x", centre, radius_vox, np.eye(3)), lobes)
+    return volume
+
+
+def test_overlapping_lobes_form_a_union_never_a_sum():
+    """beta-galactosidase's four lobes overlap in the middle: no voxel may hold more than one lobe's density."""
+    from src.data.synth import Lobe
+
+    lobes = PARTICLE_SHAPES["beta-galactosidase"]
+    assert _stamped(lobes, 9.0).max() <= 1.0 + 1e-6
+    twice = (Lobe((0, 0, 0), (0.8, 0.8, 0.8)), Lobe((0.1, 0, 0), (0.8, 0.8, 0.8)))
+    once = (Lobe((0, 0, 0), (0.8, 0.8, 0.8)),)
+    assert _stamped(twice, 9.0).max() <= 1.0 + 1e-6
+    assert _stamped(twice, 9.0).sum() < 1.2 * _stamped(once, 9.0).sum()  # a sum would be about twice
+
+
+@pytest.mark.parametrize("name", [c.name for c in CZII_CLASSES])
+def test_integrated_density_is_proportional_to_molecular_mass(params, name):
+    """Integrated density x voxel volume = (mass + cargo) / protein density, to 3 % (the sub-voxel position)."""
+    from src.data.synth import PlacedObject, _object_lobes, class_lobes, protein_volume
+
+    s = dataclasses.replace(params.synth, voxel_spacing=10.0)
+    particles = s.particles
+    radius = {c.name: c.radius for c in CZII_CLASSES}[name] / s.voxel_spacing
+    obj = PlacedObject(name, np.zeros(3), radius, np.eye(3))
+    lobes = _object_lobes(obj, class_lobes(CZII_CLASSES, particles, s.voxel_spacing), s, np.random.default_rng(0))
+    integrated = float(_stamped(lobes, radius, size=40).sum()) * s.voxel_spacing**3
+    expected = protein_volume(particles.mass_kda[name] + particles.cargo_kda.get(name, 0.0), particles)
+    assert integrated == pytest.approx(expected, rel=0.03), name
+
+
+def test_vlp_cargo_is_granules_inside_the_cavity_without_overlap(params):
+    from src.data.synth import cargo_granules, class_lobes
+
+    spacing = 10.0
+    (shell,) = class_lobes(CZII_CLASSES, params.synth.particles, spacing)["virus-like-particle"]
+    radius = 13.5
+    granules = cargo_granules(np.random.default_rng(1), shell, radius, 1000.0, 2.5)
+    centres = np.array([g.centre for g in granules]) * radius
+    sizes = np.array([g.semi_axes[0] for g in granules]) * radius
+    assert np.all(np.linalg.norm(centres, axis=1) + sizes <= shell.hollow * radius)
+    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1) + np.eye(len(centres)) * 1e9
+    assert gaps.min() >= 2 * sizes.max() - 1e-9
+    assert len(granules) == round(1000.0 / (4 / 3 * np.pi * 2.5**3))
+
+
+def test_masses_order_the_classes_contrast(params):
+    """Heavier classes carry more integrated density: the ribosome most, beta-amylase least."""
+    from src.data.synth import class_lobes
+
+    spacing = 10.0
+    lobes = class_lobes(CZII_CLASSES, params.synth.particles, spacing)
+    radius = {c.name: c.radius for c in CZII_CLASSES}
+    totals = {n: float(_stamped(lobes[n], radius[n] / spacing, size=40).sum()) for n in lobes}
+    assert max(totals, key=totals.get) == "ribosome" and min(totals, key=totals.get) == "beta-amylase"
+
+
+def test_shells_keep_their_outer_radius_and_get_the_wall_their_mass_fills(params):
+    from src.data.synth import class_lobes
+
+    lobes = class_lobes(CZII_CLASSES, params.synth.particles, 10.012444)
+    (ferritin,) = lobes["apo-ferritin"]
+    assert ferritin.semi_axes == (1.0, 1.0, 1.0) and 0.6 < ferritin.hollow < 0.75  # 12 nm outer, ~8 nm inner
+    (vlp,) = lobes["virus-like-particle"]
+    assert 0.85 < vlp.hollow < 0.93  # a thin capsid
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"particles": {"mass_kda": {"ribosome": -5.0}}}, "mass_kda.ribosome must be > 0"),
+        ({"particles": {"protein_density": 0.0}}, "protein_density must be > 0"),
+        ({"particles": {"mass_kda": {"apo-ferritin": 5000.0}}}, "apo-ferritin: its mass fills"),
+        ({"imaging": {"snr": 0.0}}, "snr must be > 0"),
+        ({"distractors": {"lookalike_mass_kda": (700.0, 150.0)}}, "lookalike_mass_kda"),
+        ({"particles": {"cargo_kda": {"ribosome": 100.0}}}, "only a shell class can hold cargo"),
+        ({"particles": {"cargo_kda": {"apo-ferritin": 900.0}}}, "more than half of its cavity"),
+        ({"particles": {"cargo_granule_radius": 0.0}}, "cargo_granule_radius must be > 0"),
+        ({"placement": {"unannotated": {"beta-amylase": 1.0}}}, "unannotated.beta-amylase must be in"),
+    ],
+)
+def test_bad_realism_params_are_one_sentence_before_any_work(tmp_path, params, change, message):
+    s = params.synth
+    section, values = next(iter(change.items()))
+    current = getattr(s, section)
+    for key in ("mass_kda", "cargo_kda"):
+        if key in values:
+            values = {key: {**getattr(current, key), **values[key]}}
+    settings = dataclasses.replace(s, runs=1, shape=TINY_SHAPE, **{section: dataclasses.replace(current, **values)})
+    with pytest.raises(UserError, match=message):
+        synthesize_project(tmp_path / "p", settings, CZII_CLASSES, 10.0, progress=False)
+    assert not (tmp_path / "p").exists()
+
+
+def test_unannotated_particles_are_in_the_volume_but_not_in_the_picks(tmp_path, params):
+    """Incomplete annotation, as in the real data: some particles of a class get no pick."""
+    s = params.synth
+    placement = dataclasses.replace(s.placement, unannotated={"ribosome": 0.5})
+    settings = dataclasses.replace(s, runs=1, shape=(48, 96, 96), placement=placement)
+    _, objects = synthesize_run(settings, 0, CZII_CLASSES)
+    ribosomes = [o for o in objects if o.kind == "ribosome"]
+    missed = [o for o in ribosomes if not o.annotated]
+    assert 0 < len(missed) < len(ribosomes)
+    synthesize_project(tmp_path / "p", settings, CZII_CLASSES, 10.0, progress=False)
+    picks = CopickProject(tmp_path / "p").picks("TS_SYN_000")
+    assert (picks.particle_type == "ribosome").sum() == len(ribosomes) - len(missed)

@@ -138,6 +138,11 @@ def test_tiny_grid_through_dvc_repro_into_a_fresh_store(tmp_path):
         assert {"train_minutes", "seconds_per_epoch", "inference_seconds_per_tomogram"} <= set(run.data.metrics)
         assert any(k.startswith("test_fbeta/") for k in run.data.metrics)
         assert (repo / "models" / cell / "model.pt").exists()
+        split = json.loads((repo / "data" / "splits.json").read_text())
+        assert sorted(record["test_counts"]) == sorted(split["test"])  # TP/FP/FN per test tomogram and class
+        for by_class in record["test_counts"].values():
+            assert all(set(c) == {"tp", "fp", "fn"} for c in by_class.values())
+        assert "test_counts.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert f"train@{cells[0]}" in lock["stages"]
     assert set(lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]) >= {

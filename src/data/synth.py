@@ -6,11 +6,15 @@ Each tomogram is made in steps, each with its parameters in params.yaml (`synth:
    `count_scale`, Poisson-drawn; particles, vesicles and blobs are placed largest first at uniform random positions,
    rejected when closer than the sum of radii plus `min_gap` to anything already placed (no overlap); a
    `cluster_fraction` of particles is placed next to one of their own class, as real particles aggregate.
-2. Particles: each class has a 3-D density built from a few soft ellipsoid "lobes" in units of its radius
-   (`PARTICLE_SHAPES`): hollow shells for apo-ferritin and the VLP capsid, two lobes for the ribosome, an elongated
-   dimer for thyroglobulin, four lobes for beta-galactosidase, a compact body for beta-amylase. Each particle gets a
-   uniform random rotation (stored in its pick's `transformation_`).
-3. Distractors (unlabelled): membrane vesicles (lipid bilayers seen as thin shells) and protein-like blobs.
+2. Particles: each class's shape is a few soft ellipsoid "lobes" in units of its radius (`PARTICLE_SHAPES`): hollow
+   shells for apo-ferritin and the VLP capsid, two lobes for the ribosome, an elongated dimer for thyroglobulin, four
+   lobes for beta-galactosidase, a compact body for beta-amylase. Its density map is the UNION of its lobes (a voxel
+   holds protein or not: density 1, never a sum of overlapping lobes), sized to the class's molecular mass: solid
+   shapes are scaled to the volume mass / protein_density, shells keep their outer radius and get the wall thickness
+   their mass fills (`synth.particles`). Each particle gets a uniform random rotation (stored in its pick's
+   `transformation_`).
+3. Distractors (unlabelled): membrane vesicles (lipid bilayers seen as thin shells), protein-like blobs, and compact
+   "look-alike" proteins with the masses of the hard classes.
 4. Imaging, in one Fourier pass: a phase-contrast CTF (voltage, defocus, Cs, amplitude contrast, B-factor envelope),
    a missing wedge from a +-`tilt_range_deg` tilt series about y, and white noise passed through the same wedge,
    scaled to the set SNR (signal variance / noise variance). The result is the raw `wbp` type; a Gaussian low-pass
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -44,7 +49,7 @@ from src.data.copick_io import (
     write_zarr_tomogram,
 )
 from src.errors import UserError
-from src.params import DistractorParams, ImagingParams, PlacementParams, SynthParams
+from src.params import ImagingParams, ParticleParams, SynthParams
 
 # The paper's per-tomogram counts refer to the CZII tomograms' size.
 REFERENCE_SHAPE = (184, 630, 630)
@@ -73,25 +78,24 @@ PARTICLE_SHAPES: dict[str, tuple[Lobe, ...]] = {
     "ribosome": (Lobe((0, 0.18, 0), (0.8, 0.68, 0.75)), Lobe((0.03, -0.55, 0.03), (0.44, 0.34, 0.42))),
     # Elongated dimer.
     "thyroglobulin": (Lobe((-0.47, 0, 0), (0.52, 0.36, 0.36)), Lobe((0.47, 0, 0), (0.52, 0.36, 0.36))),
-    # Thin capsid shell with a faint packaged core.
-    "virus-like-particle": (
-        Lobe((0, 0, 0), (1.0, 1.0, 1.0), hollow=0.86),
-        Lobe((0, 0, 0), (0.6, 0.6, 0.6), density=0.25),
-    ),
+    # T = 3 capsid: a thin shell (its thickness comes from the mass).
+    "virus-like-particle": (Lobe((0, 0, 0), (1.0, 1.0, 1.0), hollow=0.86),),
 }
 GENERIC_SHAPE = (Lobe((0, 0, 0), (1.0, 1.0, 1.0)),)
 
 
 @dataclass
 class PlacedObject:
-    kind: str  # a class name, "vesicle" or "blob"
+    kind: str  # a class name, "vesicle", "blob" or "lookalike"
     centre_zyx: np.ndarray  # voxels, continuous
     radius: float  # voxels
     rotation: np.ndarray  # (3, 3), object frame (x, y, z) -> tomogram frame (x, y, z)
+    annotated: bool = True  # a particle without a pick: in the volume, not in the ground truth
 
 
 def _lobes_density(offsets_xyz: np.ndarray, lobes: tuple[Lobe, ...], radius: float, edge: float) -> np.ndarray:
-    """Density of soft ellipsoids at points given in the object frame (voxels); `edge` is the soft edge in voxels."""
+    """Density of the union of soft ellipsoids at points given in the object frame (voxels): where lobes overlap the
+    densest one counts, so a voxel never holds more than one lobe's density. `edge` is the soft edge in voxels."""
     out = np.zeros(offsets_xyz.shape[:-1], dtype=np.float32)
     for lobe in lobes:
         q = (offsets_xyz - np.asarray(lobe.centre) * radius) / (np.asarray(lobe.semi_axes) * radius)
@@ -100,11 +104,155 @@ def _lobes_density(offsets_xyz: np.ndarray, lobes: tuple[Lobe, ...], radius: flo
         solid = 1.0 / (1.0 + np.exp(-np.clip((1.0 - d) * scale, -30, 30)))
         if lobe.hollow > 0:
             solid = solid - 1.0 / (1.0 + np.exp(-np.clip((lobe.hollow - d) * scale, -30, 30)))
-        out += lobe.density * solid.astype(np.float32)
+        np.maximum(out, lobe.density * solid.astype(np.float32), out=out)
     return out
 
 
-def _stamp(volume: np.ndarray, obj: PlacedObject, lobes: tuple[Lobe, ...], edge: float = 0.7) -> None:
+RNA_DENSITY = 1.5  # packaged RNA's density relative to protein's (1.7-2.0 against 1.35 g/cm3)
+EDGE = 0.7  # voxels: the soft edge of every object (a sigmoid), so that a particle is not aliased on the grid
+
+
+def _soft_volume(lobes: tuple[Lobe, ...], radius: float) -> float:
+    """Integrated density (voxels) of the union of `lobes` at `radius` voxels, soft edges included."""
+    half = int(np.ceil(radius * 1.6 + 2 * EDGE)) + 1
+    axis = np.arange(-half, half + 1, dtype=np.float32)
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    return float(_lobes_density(np.stack([x, y, z], axis=-1), lobes, radius, EDGE).sum())
+
+
+def _bisect(f, low: float, high: float, steps: int = 24) -> float:
+    """The x in [low, high] where the increasing function f crosses 0."""
+    for _ in range(steps):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if f(mid) < 0 else (low, mid)
+    return 0.5 * (low + high)
+
+
+def protein_volume(mass_kda: float, particles: ParticleParams) -> float:
+    """Cubic Angstrom of protein in a molecule of this mass."""
+    return mass_kda * 1000.0 / particles.protein_density
+
+
+@functools.lru_cache(maxsize=256)
+def fit_to_mass(name: str, lobes: tuple[Lobe, ...], radius: float, volume: float) -> tuple[Lobe, ...]:
+    """`lobes` (units of `radius` voxels) resized so that their union, soft edges included, integrates to `volume`
+    voxels of density 1.
+
+    A single hollow lobe is a shell: its outer surface stays and its inner one moves until the wall holds the volume.
+    Any other shape keeps its proportions and is scaled as a whole.
+    """
+    if len(lobes) == 1 and lobes[0].hollow > 0:
+        lobe = lobes[0]
+        solid = _soft_volume((replace(lobe, hollow=0.0),), radius)
+        if volume >= solid:
+            raise UserError(
+                f"{name}: its mass fills {volume:.3g} voxels, more than the {solid:.3g} inside its outer shell, so it "
+                "cannot be a shell (lower synth.particles.mass_kda)"
+            )
+        hollow = _bisect(lambda h: volume - _soft_volume((replace(lobe, hollow=h),), radius), 0.0, 1.0)
+        return (replace(lobe, hollow=hollow),)
+
+    def scaled(f: float) -> tuple[Lobe, ...]:
+        return tuple(
+            replace(lobe, centre=tuple(c * f for c in lobe.centre), semi_axes=tuple(a * f for a in lobe.semi_axes))
+            for lobe in lobes
+        )
+
+    factor = _bisect(lambda f: _soft_volume(scaled(f), radius) - volume, 0.05, 3.0)
+    return scaled(factor)
+
+
+def class_lobes(
+    classes: tuple[ParticleClass, ...], particles: ParticleParams, spacing: float
+) -> dict[str, tuple[Lobe, ...]]:
+    """Each class's lobes (units of its pick radius) sized to its mass at this voxel spacing; a class without a mass
+    keeps its envelope."""
+    out = {}
+    for c in classes:
+        lobes = PARTICLE_SHAPES.get(c.name, GENERIC_SHAPE)
+        radius = c.radius / spacing
+        if c.name in particles.mass_kda:
+            volume = protein_volume(particles.mass_kda[c.name], particles) / spacing**3
+            lobes = fit_to_mass(c.name, lobes, radius, volume)
+        if particles.cargo_kda.get(c.name, 0) > 0:
+            _check_cargo(c.name, lobes, radius, protein_volume(particles.cargo_kda[c.name], particles) / spacing**3)
+        out[c.name] = lobes
+    return out
+
+
+def _check_cargo(name: str, lobes: tuple[Lobe, ...], radius: float, volume: float) -> None:
+    if len(lobes) != 1 or lobes[0].hollow <= 0:
+        raise UserError(f"synth.particles.cargo_kda.{name}: only a shell class can hold cargo")
+    cavity = 4.0 / 3.0 * math.pi * (lobes[0].hollow * radius) ** 3
+    if volume > 0.5 * cavity:
+        raise UserError(f"synth.particles.cargo_kda.{name}: the cargo would fill more than half of its cavity")
+
+
+@functools.lru_cache(maxsize=64)
+def _sphere_radius_holding(volume: float) -> float:
+    """Radius (voxels) of a soft-edged sphere whose density integrates to `volume` voxels."""
+    sphere = (Lobe((0, 0, 0), (1.0, 1.0, 1.0)),)
+    return _bisect(lambda r: _soft_volume(sphere, r) - volume, 0.05, 50.0)
+
+
+def cargo_granules(
+    rng: np.random.Generator, shell: Lobe, radius: float, volume: float, granule: float
+) -> tuple[Lobe, ...]:
+    """Packaged cargo (e.g. RNA in a VLP) as non-overlapping protein-dense granules of radius `granule` (voxels) that
+    hold `volume` voxels together, at random inside the shell's cavity: granular, so it survives the CTF's cut of
+    low frequencies as real packaged RNA does. Lobes in units of `radius`."""
+    unit = 4.0 / 3.0 * math.pi * granule**3
+    count = max(1, int(round(volume / unit)))
+    size = _sphere_radius_holding(volume / count)  # soft edges included, so the total is exact
+    # Centres stay clear of the capsid wall and of each other, soft edges included, so the union loses no mass.
+    room = shell.hollow * radius - size - 2 * EDGE
+    centres = np.empty((0, 3))
+    for _ in range(500 * count):  # random sequential addition; the default fill (~30 % of `room`) is far from jamming
+        if len(centres) == count or room <= 0:
+            break
+        c = rng.uniform(-room, room, size=3)
+        if np.linalg.norm(c) <= room and np.all(np.linalg.norm(centres - c, axis=1) >= 2 * (size + EDGE)):
+            centres = np.vstack([centres, c])
+    if len(centres) < count:
+        raise UserError(f"{count} cargo granules of {size:.2g} voxels do not fit in the cavity: raise the granule size")
+    granules = tuple(Lobe(tuple(float(v) for v in c / radius), (size / radius,) * 3) for c in centres)
+    # Soft tails still overlap a little; the granules' density makes up for it. Packaged RNA is denser than
+    # protein (about 1.7-2.0 against 1.35 g/cm3), so a density above 1, up to RNA_DENSITY, is physical.
+    unit = _soft_volume(granules, radius)
+    shell_volume = _soft_volume((shell,), radius)
+    density = volume / unit
+    for _ in range(3):  # where tails meet the capsid, the union keeps the denser one: correct for that too
+        together = _soft_volume((shell, *(replace(g, density=density) for g in granules)), radius)
+        density += (shell_volume + volume - together) / unit
+    if density > RNA_DENSITY:
+        raise UserError(f"{count} cargo granules of {size:.2g} voxels overlap too much: raise the granule size")
+    return tuple(replace(g, density=density) for g in granules)
+
+
+def check_realism(settings: SynthParams) -> None:
+    """Realism parameters that would make a NaN or meaningless volume: one sentence before any work."""
+    p, d, i = settings.particles, settings.distractors, settings.imaging
+    problems = [f"synth.particles.mass_kda.{k} must be > 0, got {v:g}" for k, v in p.mass_kda.items() if not v > 0]
+    for name, fraction in settings.placement.unannotated.items():
+        if not 0 <= fraction < 1:
+            problems.append(f"synth.placement.unannotated.{name} must be in [0, 1), got {fraction:g}")
+    if not p.cargo_granule_radius > 0:
+        problems.append(f"synth.particles.cargo_granule_radius must be > 0, got {p.cargo_granule_radius:g}")
+    if not p.protein_density > 0:
+        problems.append(f"synth.particles.protein_density must be > 0, got {p.protein_density:g}")
+    if not i.snr > 0:
+        problems.append(f"synth.imaging.snr must be > 0 (.inf for no noise), got {i.snr:g}")
+    low, high = d.lookalike_mass_kda
+    if not 0 < low <= high:
+        problems.append(f"synth.distractors.lookalike_mass_kda must be 0 < low <= high, got [{low:g}, {high:g}]")
+    for name, (lo, hi) in (("vesicle_radius", d.vesicle_radius), ("blob_radius", d.blob_radius)):
+        if not 0 < lo <= hi:
+            problems.append(f"synth.distractors.{name} must be 0 < low <= high, got [{lo:g}, {hi:g}]")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
+def _stamp(volume: np.ndarray, obj: PlacedObject, lobes: tuple[Lobe, ...], edge: float = EDGE) -> None:
     """Add one object's density to `volume`, evaluated on the voxels of its bounding box (clipped to the volume)."""
     half = int(np.ceil(obj.radius + 2 * edge)) + 1
     lo = np.floor(obj.centre_zyx).astype(int) - half
@@ -231,55 +379,67 @@ def _zscore(v: np.ndarray) -> np.ndarray:
 
 
 def draw_objects(
-    rng: np.random.Generator,
-    shape: tuple[int, int, int],
-    voxel_spacing: float,
-    classes: tuple[ParticleClass, ...],
-    placement: PlacementParams,
-    distractors: DistractorParams,
+    rng: np.random.Generator, settings: SynthParams, shape: tuple[int, int, int], classes: tuple[ParticleClass, ...]
 ) -> list[PlacedObject]:
     """How many of each object, how large (voxels), then where."""
+    placement, distractors, spacing = settings.placement, settings.distractors, settings.voxel_spacing
     volume_ratio = float(np.prod(shape)) / float(np.prod(REFERENCE_SHAPE)) * placement.count_scale
     wanted: list[tuple[str, float]] = []
     for c in classes:
         mean = placement.counts.get(c.name, 0.0) * volume_ratio
         n = max(placement.min_per_class, int(rng.poisson(mean)))
-        wanted += [(c.name, c.radius / voxel_spacing)] * n
+        wanted += [(c.name, c.radius / spacing)] * n
     for _ in range(int(rng.poisson(distractors.vesicles * volume_ratio))):
-        wanted.append(("vesicle", rng.uniform(*distractors.vesicle_radius) / voxel_spacing))
+        wanted.append(("vesicle", rng.uniform(*distractors.vesicle_radius) / spacing))
     for _ in range(int(rng.poisson(distractors.blobs * volume_ratio))):
-        wanted.append(("blob", rng.uniform(*distractors.blob_radius) / voxel_spacing))
-    gap = placement.min_gap / voxel_spacing
-    return _place(rng, shape, wanted, gap, placement.edge_margin, placement.cluster_fraction)
+        wanted.append(("blob", rng.uniform(*distractors.blob_radius) / spacing))
+    for _ in range(int(rng.poisson(distractors.lookalikes * volume_ratio))):
+        volume = protein_volume(rng.uniform(*distractors.lookalike_mass_kda), settings.particles)
+        wanted.append(("lookalike", (3.0 * volume / (4.0 * math.pi)) ** (1.0 / 3.0) / spacing))
+    gap = placement.min_gap / spacing
+    placed = _place(rng, shape, wanted, gap, placement.edge_margin, placement.cluster_fraction)
+    for obj in placed:  # real annotators miss some particles of the hard classes
+        obj.annotated = not rng.random() < placement.unannotated.get(obj.kind, 0.0)
+    return placed
 
 
-def _object_lobes(obj: PlacedObject, membrane_thickness_vox: float, rng: np.random.Generator) -> tuple[Lobe, ...]:
+def _object_lobes(
+    obj: PlacedObject, particle_lobes: dict[str, tuple[Lobe, ...]], settings: SynthParams, rng
+) -> tuple[Lobe, ...]:
+    spacing = settings.voxel_spacing
+    membrane_thickness_vox = settings.distractors.membrane_thickness / spacing
     if obj.kind == "vesicle":
         return (Lobe((0, 0, 0), (1.0, 1.0, 1.0), hollow=max(0.0, 1 - membrane_thickness_vox / obj.radius)),)
     if obj.kind == "blob":
         axes = tuple(float(a) for a in rng.uniform(0.6, 1.0, size=3))
         return (Lobe((0, 0, 0), axes, density=float(rng.uniform(0.5, 1.0))),)
-    return PARTICLE_SHAPES.get(obj.kind, GENERIC_SHAPE)
+    if obj.kind == "lookalike":  # a compact protein: an ellipsoid with the volume of a sphere of its radius
+        axes = rng.uniform(0.7, 1.0, size=3)
+        axes = axes / np.prod(axes) ** (1.0 / 3.0)
+        return (Lobe((0, 0, 0), tuple(float(a) for a in axes)),)
+    lobes = particle_lobes.get(obj.kind, GENERIC_SHAPE)
+    cargo = settings.particles.cargo_kda.get(obj.kind, 0.0)
+    if cargo > 0:
+        volume = protein_volume(cargo, settings.particles) / spacing**3
+        granule = settings.particles.cargo_granule_radius / spacing
+        lobes = lobes + cargo_granules(rng, lobes[0], obj.radius, volume, granule)
+    return lobes
 
 
 def synthesize_run(
-    seed: int,
-    run_index: int,
-    shape: tuple[int, int, int],
-    voxel_spacing: float,
-    classes: tuple[ParticleClass, ...],
-    placement: PlacementParams,
-    distractors: DistractorParams,
-    imaging: ImagingParams,
+    settings: SynthParams, run_index: int, classes: tuple[ParticleClass, ...]
 ) -> tuple[dict[str, np.ndarray], list[PlacedObject]]:
-    """One tomogram: its volumes by type and the objects placed in it (particles and distractors)."""
-    rng = np.random.default_rng([seed, run_index])
-    objects = draw_objects(rng, shape, voxel_spacing, classes, placement, distractors)
-    density = np.zeros(shape, dtype=np.float32)
-    membrane = distractors.membrane_thickness / voxel_spacing
+    """Tomogram `run_index` of `settings`: its volumes by type and the objects placed in it (particles and
+    distractors)."""
+    s = settings
+    check_realism(s)
+    particle_lobes = class_lobes(classes, s.particles, s.voxel_spacing)
+    rng = np.random.default_rng([s.seed, run_index])
+    objects = draw_objects(rng, s, s.shape, classes)
+    density = np.zeros(s.shape, dtype=np.float32)
     for obj in objects:
-        _stamp(density, obj, _object_lobes(obj, membrane, rng))
-    return image(density, voxel_spacing, imaging, rng), objects
+        _stamp(density, obj, _object_lobes(obj, particle_lobes, s, rng))
+    return image(density, s.voxel_spacing, s.imaging, rng), objects
 
 
 def _write_run(
@@ -290,16 +450,14 @@ def _write_run(
     start = time.perf_counter()
     s = settings
     run = f"{s.run_prefix}{run_index:03d}"
-    volumes, objects = synthesize_run(
-        s.seed, run_index, s.shape, s.voxel_spacing, classes, s.placement, s.distractors, s.imaging
-    )
+    volumes, objects = synthesize_run(s, run_index, classes)
     tomo_dir = root / "static" / "ExperimentRuns" / run / spacing_folder(voxel_folder)
     for tomo_type in TOMO_TYPES:
         write_zarr_tomogram(tomo_dir / f"{tomo_type}.zarr", volumes[tomo_type], s.voxel_spacing)
     picks_dir = root / "overlay" / "ExperimentRuns" / run / "Picks"
     counts = {}
     for c in classes:
-        mine = [o for o in objects if o.kind == c.name]
+        mine = [o for o in objects if o.kind == c.name and o.annotated]
         centres = np.array([o.centre_zyx for o in mine]).reshape(-1, 3)
         rotations = np.array([o.rotation for o in mine]).reshape(-1, 3, 3)
         write_picks_json(
@@ -340,6 +498,8 @@ def synthesize_project(
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
     picks_file_name(classes[0].name, settings.picks_naming)  # fail on a bad naming before any work
+    check_realism(settings)
+    class_lobes(classes, settings.particles, settings.voxel_spacing)  # a mass that cannot fit its shape, too
     counts = {c.name: 0 for c in classes}
     seconds = []
     with atomic_output(out) as tmp:

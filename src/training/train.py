@@ -337,6 +337,7 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
         shutil.copy2(paths.partial / "best.pt", tmp / "model.pt")
         (tmp / "history.json").write_text(json.dumps(session.state.history, indent=2) + "\n")
         mlflow.log_artifact(str(tmp / "model.pt"))
+    mlflow.log_dict(test.counts_by_tomogram(), "test_counts.json")
     record = {
         "cell": cell.name,
         "model": cell.model,
@@ -348,6 +349,8 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
         "mlflow_run_id": run_id,
         "test_score": test.score,
         "test_fbeta": {k: v.fbeta for k, v in test.classes.items()},
+        # TP/FP/FN per test tomogram and class, so the report can resample tomograms.
+        "test_counts": test.counts_by_tomogram(),
         "thresholds": thresholds,
         **durations,
     }
