@@ -219,11 +219,11 @@ def models(
     ] = None,
 ):
     """Print parameters, multiply-adds per patch size and training-step activation memory of every model."""
+    p = load_params()
     from dataclasses import asdict
 
     from src.models.summary import format_model_table, model_table
 
-    p = load_params()
     s = p.study
     patches = tuple(_shape(x) for x in patch_sizes.split(";")) if patch_sizes else tuple(s.patches.values())
     table = model_table(s.models, patches, tuple(s.channels.values()), network=asdict(p.train.network))
@@ -250,13 +250,13 @@ def predict(
         raise UserError("give exactly one of --copick and --tomogram")
     if voxel_spacing is not None and tomogram is None:
         raise UserError("--voxel-spacing goes with --tomogram (a copick project's spacing is in its zarr metadata)")
-    p = load_params()  # before the heavy imports: a bad params.yaml fails at once
-
+    p = load_params()  # params and inputs before the heavy imports (torch): a bad one fails at once
     from src.data.copick_io import CopickProject, read_tomogram_file
-    from src.inference.predict import run_predict
 
     project = CopickProject(copick, p.classes.weights, p.data.picks_user) if copick else None
     tomo = read_tomogram_file(tomogram, voxel_spacing) if tomogram else None
+    from src.inference.predict import run_predict
+
     names = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     points = run_predict(
         model, p, out, project=project, runs=names, tomogram=tomo, tomo_type=tomo_type, picks_to_copick=picks_to_copick
@@ -300,7 +300,6 @@ def train(
     """Train one grid cell (DVC stage train@<cell>): fit, validate, tune thresholds, test, log to MLflow."""
     p = load_params()
     from src.study import Study
-    from src.training.train import train_cell
 
     study = Study.from_params(p)
     if cell is not None:
@@ -311,6 +310,8 @@ def train(
         raise UserError("give --cell NAME, or all of --model, --channels, --patch and --sample")
     else:
         chosen = study.cell(model, channels, patch, sample)
+    from src.training.train import train_cell  # torch: after the cheap checks
+
     record = train_cell(chosen, p, resume=resume)
     typer.echo(
         f"{chosen.name}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "
