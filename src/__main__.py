@@ -87,12 +87,15 @@ def show(
 @app.command()
 def info(
     path: Annotated[Path, typer.Argument(help="A tomogram (.mrc or .zarr) or a copick project / config.")],
+    voxel_spacing: Annotated[
+        float | None, typer.Option(help="A tomogram's voxel spacing in Angstrom, where its metadata has none.")
+    ] = None,
 ):
     """Describe a tomogram file or a copick project: shapes, voxel spacing, picks per class."""
     from src.data.copick_io import CopickProject, read_tomogram_file
 
     if path.suffix.lower() in (".mrc", ".rec", ".map", ".zarr"):
-        tomo = read_tomogram_file(path)
+        tomo = read_tomogram_file(path, voxel_spacing)
         typer.echo(f"{path}: shape {tomo.data.shape} (z, y, x), voxel spacing {tomo.voxel_spacing:g} A")
         return
     p = load_params()
@@ -110,9 +113,10 @@ def data(
     ] = 1,
 ):
     """DVC stage `data`: make (synthetic) or locate (copick, portal) the project in data.out and check every run."""
+    p = load_params()
     from src.data.prepare import prepare_data
 
-    manifest = prepare_data(load_params(), workers=workers)
+    manifest = prepare_data(p, workers=workers)
     n_picks = sum(sum(r["picks"].values()) for r in manifest["runs"].values())
     typer.echo(f"{len(manifest['runs'])} runs, {n_picks} picks, source {manifest['source']}")
 
@@ -215,11 +219,11 @@ def models(
     ] = None,
 ):
     """Print parameters, multiply-adds per patch size and training-step activation memory of every model."""
+    p = load_params()
     from dataclasses import asdict
 
     from src.models.summary import format_model_table, model_table
 
-    p = load_params()
     s = p.study
     patches = tuple(_shape(x) for x in patch_sizes.split(";")) if patch_sizes else tuple(s.patches.values())
     table = model_table(s.models, patches, tuple(s.channels.values()), network=asdict(p.train.network))
@@ -237,16 +241,22 @@ def predict(
         bool, typer.Option("--picks-to-copick", help="Also write copick picks predict_0_<object>.json.")
     ] = False,
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+    voxel_spacing: Annotated[
+        float | None, typer.Option(help="With --tomogram: its voxel spacing in Angstrom, where its metadata has none.")
+    ] = None,
 ):
     """Pick particles in tomograms with a trained checkpoint and write the Kaggle submission CSV."""
-    from src.data.copick_io import CopickProject, read_tomogram_file
-    from src.inference.predict import run_predict
-
     if (copick is None) == (tomogram is None):
         raise UserError("give exactly one of --copick and --tomogram")
-    p = load_params()
+    if voxel_spacing is not None and tomogram is None:
+        raise UserError("--voxel-spacing goes with --tomogram (a copick project's spacing is in its zarr metadata)")
+    p = load_params()  # params and inputs before the heavy imports (torch): a bad one fails at once
+    from src.data.copick_io import CopickProject, read_tomogram_file
+
     project = CopickProject(copick, p.classes.weights, p.data.picks_user) if copick else None
-    tomo = read_tomogram_file(tomogram) if tomogram else None
+    tomo = read_tomogram_file(tomogram, voxel_spacing) if tomogram else None
+    from src.inference.predict import run_predict
+
     names = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     points = run_predict(
         model, p, out, project=project, runs=names, tomogram=tomo, tomo_type=tomo_type, picks_to_copick=picks_to_copick
@@ -261,11 +271,11 @@ def thresholds(
     runs: Annotated[str, typer.Option(help="Comma-separated validation runs to tune on.")],
 ):
     """Tune per-class probability thresholds on annotated runs (max F-beta per class) and store them in the model."""
+    p = load_params()
     from src.data.copick_io import CopickProject
     from src.inference.checkpoint import update_thresholds
     from src.inference.predict import tune_on_runs
 
-    p = load_params()
     project = CopickProject(copick, p.classes.weights, p.data.picks_user)
     names = [r.strip() for r in runs.split(",") if r.strip()]
     unknown = sorted(set(names) - set(project.run_names()))
@@ -288,10 +298,9 @@ def train(
     ] = False,
 ):
     """Train one grid cell (DVC stage train@<cell>): fit, validate, tune thresholds, test, log to MLflow."""
-    from src.study import Study
-    from src.training.train import train_cell
-
     p = load_params()
+    from src.study import Study
+
     study = Study.from_params(p)
     if cell is not None:
         if any(v is not None for v in (model, channels, patch, sample)):
@@ -301,6 +310,8 @@ def train(
         raise UserError("give --cell NAME, or all of --model, --channels, --patch and --sample")
     else:
         chosen = study.cell(model, channels, patch, sample)
+    from src.training.train import train_cell  # torch: after the cheap checks
+
     record = train_cell(chosen, p, resume=resume)
     typer.echo(
         f"{chosen.name}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,16 @@ PARAMS_FILE = Path("params.yaml")
 
 
 class ParamsError(UserError):
-    """params.yaml does not match the expected sections and keys."""
+    """params.yaml cannot be read, does not match the expected sections and keys, or has values out of range."""
+
+
+# Ranges, declared on the fields below: every value (each one, for a list or mapping) must lie in the interval.
+POSITIVE, NON_NEGATIVE, AT_LEAST_1, PROBABILITY = "(0, inf)", "[0, inf)", "[1, inf)", "[0, 1]"
+
+
+def ranged(interval: str):
+    """A dataclass field whose value must lie in `interval`, written as "[0, 1)", "(0, inf)" and so on."""
+    return field(metadata={"range": interval})
 
 
 @dataclass(frozen=True)
@@ -40,8 +49,8 @@ class StudyParams:
 
     baseline: str
     models: dict[str, ModelParams]
-    channels: dict[str, tuple[int, ...]]
-    patches: dict[str, tuple[int, int, int]]
+    channels: dict[str, tuple[int, ...]] = ranged(AT_LEAST_1)
+    patches: dict[str, tuple[int, int, int]] = ranged(AT_LEAST_1)
     samples: tuple[str, ...]
 
 
@@ -49,70 +58,70 @@ class StudyParams:
 class DataParams:
     source: str
     copick_config: str | None
-    portal_dataset: int
+    portal_dataset: int = ranged(AT_LEAST_1)
     portal_dir: str
     tomo_type: str
-    voxel_spacing: float
+    voxel_spacing: float = ranged(POSITIVE)
     picks_user: str | None
     out: str
 
 
 @dataclass(frozen=True)
 class ClassParams:
-    weights: dict[str, float]
+    weights: dict[str, float] = ranged(NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class PlacementParams:
-    counts: dict[str, float]
-    count_scale: float
-    min_per_class: int
-    unannotated: dict[str, float]
-    min_gap: float
-    edge_margin: float
-    cluster_fraction: float
+    counts: dict[str, float] = ranged(NON_NEGATIVE)
+    count_scale: float = ranged(NON_NEGATIVE)
+    min_per_class: int = ranged(NON_NEGATIVE)
+    unannotated: dict[str, float] = ranged("[0, 1)")
+    min_gap: float = ranged(NON_NEGATIVE)
+    edge_margin: float = ranged(NON_NEGATIVE)
+    cluster_fraction: float = ranged(PROBABILITY)
 
 
 @dataclass(frozen=True)
 class ParticleParams:
     """How much each class weighs: the integrated density of its map is mass / protein_density."""
 
-    protein_density: float
-    mass_kda: dict[str, float]
-    cargo_kda: dict[str, float]
-    cargo_granule_radius: float
+    protein_density: float = ranged(POSITIVE)
+    mass_kda: dict[str, float] = ranged(POSITIVE)
+    cargo_kda: dict[str, float] = ranged(NON_NEGATIVE)
+    cargo_granule_radius: float = ranged(POSITIVE)
 
 
 @dataclass(frozen=True)
 class DistractorParams:
-    vesicles: float
-    vesicle_radius: tuple[float, float]
-    membrane_thickness: float
-    blobs: float
-    blob_radius: tuple[float, float]
-    lookalikes: float
-    lookalike_mass_kda: tuple[float, float]
+    vesicles: float = ranged(NON_NEGATIVE)
+    vesicle_radius: tuple[float, float] = ranged(POSITIVE)
+    membrane_thickness: float = ranged(POSITIVE)
+    blobs: float = ranged(NON_NEGATIVE)
+    blob_radius: tuple[float, float] = ranged(POSITIVE)
+    lookalikes: float = ranged(NON_NEGATIVE)
+    lookalike_mass_kda: tuple[float, float] = ranged(POSITIVE)
 
 
 @dataclass(frozen=True)
 class ImagingParams:
     ctf: bool
-    voltage_kv: float
-    defocus_um: float
-    spherical_aberration_mm: float
-    amplitude_contrast: float
-    bfactor: float
-    tilt_range_deg: float
-    snr: float
-    denoise_sigma: float
+    voltage_kv: float = ranged(POSITIVE)
+    defocus_um: float = ranged(NON_NEGATIVE)
+    spherical_aberration_mm: float = ranged(NON_NEGATIVE)
+    amplitude_contrast: float = ranged("[0, 1)")
+    bfactor: float = ranged(NON_NEGATIVE)
+    tilt_range_deg: float = ranged("[0, 90]")
+    snr: float = ranged(POSITIVE)
+    denoise_sigma: float = ranged(NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class SynthParams:
-    runs: int
-    shape: tuple[int, int, int]
-    voxel_spacing: float
-    seed: int
+    runs: int = ranged(AT_LEAST_1)
+    shape: tuple[int, int, int] = ranged(AT_LEAST_1)
+    voxel_spacing: float = ranged(POSITIVE)
+    seed: int = ranged(NON_NEGATIVE)
     run_prefix: str
     picks_naming: str
     placement: PlacementParams
@@ -123,71 +132,71 @@ class SynthParams:
 
 @dataclass(frozen=True)
 class MaskParams:
-    label_radius_fraction: float
+    label_radius_fraction: float = ranged("(0, 1]")
 
 
 @dataclass(frozen=True)
 class SplitParams:
-    seed: int
-    test_runs: int
-    runs_per_sample: int
-    val_fraction: float
+    seed: int = ranged(NON_NEGATIVE)
+    test_runs: int = ranged(AT_LEAST_1)
+    runs_per_sample: int = ranged("[2, inf)")
+    val_fraction: float = ranged("(0, 1)")
     out: str
 
 
 @dataclass(frozen=True)
 class PredictParams:
-    overlap: float
-    sw_batch_size: int
-    slab_depth: int
+    overlap: float = ranged("[0, 1)")
+    sw_batch_size: int = ranged(AT_LEAST_1)
+    slab_depth: int = ranged(AT_LEAST_1)
     tta_flips: str
-    default_threshold: float
-    min_blob_fraction: float
-    max_blob_fraction: float
-    threshold_grid: tuple[float, float, float]
+    default_threshold: float = ranged(PROBABILITY)
+    min_blob_fraction: float = ranged(NON_NEGATIVE)
+    max_blob_fraction: float = ranged(POSITIVE)
+    threshold_grid: tuple[float, float, float] = ranged(PROBABILITY)
 
 
 @dataclass(frozen=True)
 class AugmentParams:
-    background_ratio: float
-    flip_prob: float
-    rotate90_prob: float
-    affine_prob: float
-    rotate_deg: float
-    scale: float
-    intensity_shift: float
-    intensity_prob: float
-    noise_std: float
-    noise_prob: float
+    background_ratio: float = ranged(NON_NEGATIVE)
+    flip_prob: float = ranged(PROBABILITY)
+    rotate90_prob: float = ranged(PROBABILITY)
+    affine_prob: float = ranged(PROBABILITY)
+    rotate_deg: float = ranged("[0, 180]")
+    scale: float = ranged("[0, 1)")
+    intensity_shift: float = ranged(NON_NEGATIVE)
+    intensity_prob: float = ranged(PROBABILITY)
+    noise_std: float = ranged(NON_NEGATIVE)
+    noise_prob: float = ranged(PROBABILITY)
 
 
 @dataclass(frozen=True)
 class NetworkParams:
     """The backbone all models share: AttentionUNet3D's arguments other than channels and attention."""
 
-    strides: tuple[int, int, int]
-    num_res_units: int
+    strides: tuple[int, int, int] = ranged(AT_LEAST_1)
+    num_res_units: int = ranged(NON_NEGATIVE)
     norm: str
     act: str
-    dropout: float
-    kernel_size: int
-    up_kernel_size: int
+    dropout: float = ranged("[0, 1)")
+    kernel_size: int = ranged(AT_LEAST_1)
+    up_kernel_size: int = ranged(AT_LEAST_1)
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    patch_scale: tuple[float, float, float]
+    patch_scale: tuple[float, float, float] = ranged(POSITIVE)
     models_dir: str
     metrics_dir: str
     network: NetworkParams
-    epochs: int
-    steps_per_epoch: int
-    batch_size: int
-    lr: float
-    tversky_alpha: float
-    tversky_beta: float
-    val_every: int
-    seed: int
+    epochs: int = ranged(AT_LEAST_1)
+    steps_per_epoch: int = ranged(AT_LEAST_1)
+    batch_size: int = ranged(AT_LEAST_1)
+    lr: float = ranged(POSITIVE)
+    tversky_alpha: float = ranged(PROBABILITY)
+    tversky_beta: float = ranged(PROBABILITY)
+    val_every: int = ranged(AT_LEAST_1)
+    seed: int = ranged(NON_NEGATIVE)
     amp: bool
     augment: AugmentParams
 
@@ -195,13 +204,13 @@ class TrainParams:
 @dataclass(frozen=True)
 class ReportParams:
     out: str
-    alpha: float
-    confidence: float
-    min_pairs: int
-    bootstrap_resamples: int
+    alpha: float = ranged("(0, 1)")
+    confidence: float = ranged("(0, 1)")
+    min_pairs: int = ranged("[2, inf)")
+    bootstrap_resamples: int = ranged(AT_LEAST_1)
     bootstrap_method: str
-    bootstrap_seed: int
-    decimals: int
+    bootstrap_seed: int = ranged(NON_NEGATIVE)
+    decimals: int = ranged("[0, 15]")
 
 
 @dataclass(frozen=True)
@@ -265,13 +274,90 @@ def _build(cls, raw, where: str):
     raise ParamsError(f"{where}: unsupported type {cls}")
 
 
+def _inside(value, interval: str) -> bool:
+    lo, hi = (float(v) for v in interval[1:-1].split(","))
+    above = value > lo or (interval[0] == "[" and value == lo)
+    return above and (value < hi or (interval[-1] == "]" and value == hi))
+
+
+def _range_problems(section, where: str) -> list[str]:
+    """'<key> = <value> (must be in <interval>)' for every value outside its field's declared range."""
+    problems = []
+    for f in dataclasses.fields(section):
+        value, name = getattr(section, f.name), f"{where}.{f.name}"
+        if dataclasses.is_dataclass(value):
+            problems += _range_problems(value, name)
+        elif "range" in f.metadata:
+            for key, v in value.items() if isinstance(value, dict) else [(None, value)]:
+                if not all(_inside(x, f.metadata["range"]) for x in (v if isinstance(v, tuple) else [v])):
+                    shown = list(v) if isinstance(v, tuple) else v
+                    problems.append(
+                        f"{name}{'' if key is None else '.' + key} = {shown} (must be in {f.metadata['range']})"
+                    )
+    return problems
+
+
+def _consistency_problems(p: Params) -> list[str]:
+    """Ranges that depend on another value."""
+    s, problems = p.synth, []
+    for name in ("vesicle_radius", "blob_radius"):
+        lo, hi = getattr(s.distractors, name)
+        if lo > hi:
+            problems.append(f"synth.distractors.{name} = {[lo, hi]} (must be [min, max] with min <= max)")
+    start, stop, step = p.predict.threshold_grid
+    if not (start <= stop and step > 0):
+        problems.append(f"predict.threshold_grid = {[start, stop, step]} (must be start <= stop and step > 0)")
+    if p.predict.min_blob_fraction > p.predict.max_blob_fraction:
+        problems.append(
+            f"predict.min_blob_fraction = {p.predict.min_blob_fraction} (must be <= predict.max_blob_fraction "
+            f"= {p.predict.max_blob_fraction})"
+        )
+    if p.train.tversky_alpha + p.train.tversky_beta <= 0:
+        problems.append("train.tversky_alpha + train.tversky_beta = 0 (must be > 0)")
+    n_val = round(p.split.val_fraction * p.split.runs_per_sample)
+    if not 1 <= n_val < p.split.runs_per_sample:
+        problems.append(
+            f"split.val_fraction = {p.split.val_fraction} (of split.runs_per_sample = {p.split.runs_per_sample} "
+            "runs it must leave at least one validation and one training run)"
+        )
+    if p.data.source == "synthetic":
+        needed = p.split.test_runs + 2 * p.split.runs_per_sample
+        if s.runs < needed:
+            problems.append(
+                f"synth.runs = {s.runs} (must be >= split.test_runs + 2 x split.runs_per_sample = {needed})"
+            )
+        for key, paper in p.study.patches.items():
+            patch = [round(a * b) for a, b in zip(paper, p.train.patch_scale, strict=True)]
+            if any(a > b for a, b in zip(patch, s.shape, strict=True)):
+                problems.append(
+                    f"study.patches.{key} x train.patch_scale = {patch} (must fit in synth.shape = {list(s.shape)})"
+                )
+    return problems
+
+
 def parse_params(raw: dict) -> Params:
-    return _build(Params, raw, "params")
+    """Params from params.yaml's content; every value out of range is reported at once."""
+    params = _build(Params, raw, "params")
+    problems = _range_problems(params, "params")
+    problems = [q.removeprefix("params.") for q in problems] + _consistency_problems(params)
+    if problems:
+        raise ParamsError(f"{len(problems)} params out of range: " + "; ".join(problems))
+    return params
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found: run from the repository root")
-    with path.open() as f:
-        return parse_params(yaml.safe_load(f))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or type(err).__name__
+        raise ParamsError(f"{path}: not valid YAML, {what}{at}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ParamsError(f"{path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    if raw is None:
+        raise ParamsError(f"{path} is empty")
+    return parse_params(raw)

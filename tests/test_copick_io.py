@@ -67,6 +67,33 @@ def test_corrupt_zarr(project):
         _read(project)
 
 
+def test_truncated_chunk_is_refused_before_decompression(project):
+    """Blosc decompresses a truncated chunk past its end (a segfault about one time in three): refused first."""
+    chunk = project / TOMO / "0" / "0" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"0/0/0/0: chunk file truncated \(\d+ bytes, its Blosc header says \d+\)"):
+        _read(project)
+    chunk.write_bytes(b"abc")
+    with pytest.raises(DataError, match="shorter than a Blosc header"):
+        _read(project)
+
+
+def test_missing_chunk_is_refused_not_read_as_zeros(project):
+    (project / TOMO / "0" / "0" / "0" / "0").unlink()
+    with pytest.raises(DataError, match="0/0/0/0: chunk file missing"):
+        _read(project)
+
+
+def test_missing_multiscales_spacing_is_an_error_unless_given(project):
+    """Without .zattrs the folder's 10.000 A was used silently; the true spacing is 10.012 A."""
+    (project / TOMO / ".zattrs").unlink()
+    with pytest.raises(DataError, match="no voxel spacing in the zarr metadata.*'multiscales'"):
+        _read(project)
+    with pytest.raises(DataError, match="'multiscales'.*--voxel-spacing"):
+        read_tomogram_file(project / TOMO)
+    assert read_tomogram_file(project / TOMO, voxel_spacing=10.012444).voxel_spacing == 10.012444
+
+
 def test_picks_file_not_json(project):
     (project / PICKS / "ribosome.json").write_text("<xml/>")
     with pytest.raises(DataError, match="ribosome.json: not a readable JSON picks file"):

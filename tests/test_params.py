@@ -1,9 +1,11 @@
+import dataclasses
 import shutil
+import typing
 
 import pytest
 import yaml
 
-from src.params import ParamsError, load_params, parse_params
+from src.params import Params, ParamsError, load_params, parse_params
 from src.profiles import apply_profile
 from tests.conftest import REPO
 
@@ -38,3 +40,58 @@ def test_profiles_switch_to_paper_scale_and_back(tmp_path, params):
     assert "# Every tunable number" in target.read_text()  # comments kept
     apply_profile("demo", target, REPO / "profiles")
     assert load_params(target) == params
+
+
+def test_every_range_problem_is_reported_at_once(params):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["predict"]["overlap"] = 1.0
+    raw["predict"]["sw_batch_size"] = 0
+    raw["train"]["lr"] = -0.001
+    raw["masks"]["label_radius_fraction"] = -0.5
+    raw["synth"]["placement"]["counts"]["ribosome"] = -1
+    raw["synth"]["imaging"]["snr"] = float("nan")
+    raw["study"]["patches"]["p128"] = [32, 1000, 128]
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    message = str(err.value)
+    assert message.startswith("7 params out of range: ") and "\n" not in message
+    for part in (
+        "predict.overlap = 1.0 (must be in [0, 1))",
+        "predict.sw_batch_size = 0 (must be in [1, inf))",
+        "train.lr = -0.001",
+        "masks.label_radius_fraction = -0.5 (must be in (0, 1])",
+        "synth.placement.counts.ribosome = -1.0",
+        "synth.imaging.snr = nan",
+        "study.patches.p128 x train.patch_scale = [16, 500, 64] (must fit in synth.shape = [64, 160, 160])",
+    ):
+        assert part in message
+
+
+def test_every_numeric_param_declares_a_range():
+    def numeric_fields(cls, where):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            if dataclasses.is_dataclass(hint):
+                yield from numeric_fields(hint, f"{where}.{f.name}")
+            elif hint is not bool and {int, float} & set(_leaf_types(hint)):
+                yield f"{where}.{f.name}", f
+
+    def _leaf_types(hint):
+        args = typing.get_args(hint)
+        return [hint] if not args else [t for a in args for t in _leaf_types(a)]
+
+    missing = [name for name, f in numeric_fields(Params, "params") if "range" not in f.metadata]
+    assert missing == []
+
+
+def test_yaml_and_os_errors_are_one_sentence(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((REPO / "params.yaml").read_text().replace("  seed: 0\n", "\tseed: 0\n", 1))
+    with pytest.raises(ParamsError, match=r"params.yaml: not valid YAML, .*'\\t'.* at line \d+, column 1$"):
+        load_params(bad)
+    with pytest.raises(ParamsError, match="cannot read it"):
+        load_params(tmp_path)
+    bad.write_text("")
+    with pytest.raises(ParamsError, match="is empty"):
+        load_params(bad)

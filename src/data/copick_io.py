@@ -22,7 +22,9 @@ validated, and every problem raises `DataError` with one sentence naming the fil
 
 from __future__ import annotations
 
+import itertools
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,8 +107,49 @@ def _zarr_spacing(group: zarr.Group, where: str) -> float | None:
     return float(scale[-1])
 
 
-def read_zarr_tomogram(path: str | Path, expected_spacing: float | None = None) -> Tomogram:
-    """Level 0 of an OME-NGFF zarr tomogram (or a plain zarr array), checked for shape, spacing and finite values."""
+_BLOSC_HEADER = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, nbytes, blocksize, cbytes
+
+
+def check_zarr_chunks(array: zarr.Array, folder: Path) -> None:
+    """Every chunk file of a zarr v2 `array` stored in `folder` is present and, for Blosc, as long as its header says.
+
+    zarr reads a missing chunk as its fill value (a silent block of zeros), and Blosc decompresses a truncated chunk
+    past its end (wrong values, or a segfault), so a damaged store is refused here, before anything is decompressed.
+    Only the chunk headers are read (16 bytes each).
+    """
+    compressor = array.compressor
+    blosc_chunks = compressor is not None and compressor.codec_id == "blosc"
+    raw_size = int(np.prod(array.chunks)) * array.dtype.itemsize if compressor is None and not array.filters else None
+    separator = getattr(array, "_dimension_separator", None) or "."
+    for index in itertools.product(*(range(n) for n in array.cdata_shape)):
+        chunk = folder / separator.join(map(str, index))
+        try:
+            size = chunk.stat().st_size
+            with chunk.open("rb") as f:
+                header = f.read(_BLOSC_HEADER.size) if blosc_chunks else b""
+        except FileNotFoundError:
+            raise DataError(f"{chunk}: chunk file missing (zarr would silently read zeros there)") from None
+        except OSError as err:
+            raise DataError(f"{chunk}: cannot read the chunk file ({err.strerror})") from None
+        if blosc_chunks:
+            if len(header) < _BLOSC_HEADER.size:
+                raise DataError(f"{chunk}: chunk file truncated ({size} bytes, shorter than a Blosc header)")
+            cbytes = _BLOSC_HEADER.unpack(header)[6]
+            if cbytes != size:
+                raise DataError(f"{chunk}: chunk file truncated ({size} bytes, its Blosc header says {cbytes})")
+        elif raw_size is not None and size != raw_size:
+            raise DataError(f"{chunk}: chunk file has {size} bytes, expected {raw_size} (uncompressed)")
+
+
+def read_zarr_tomogram(
+    path: str | Path, expected_spacing: float | None = None, voxel_spacing: float | None = None
+) -> Tomogram:
+    """Level 0 of an OME-NGFF zarr tomogram (or a plain zarr array), checked for missing or truncated chunks, shape,
+    spacing and finite values.
+
+    `expected_spacing`: a nominal spacing (a copick folder's) that the metadata must agree with; `voxel_spacing`: an
+    explicit spacing, used where the metadata gives none (and else checked against it like `expected_spacing`).
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such tomogram")
@@ -115,22 +158,29 @@ def read_zarr_tomogram(path: str | Path, expected_spacing: float | None = None) 
         if isinstance(node, zarr.Group):
             spacing = _zarr_spacing(node, str(path))
             level = node.attrs["multiscales"][0]["datasets"][0]["path"] if "multiscales" in node.attrs else "0"
-            data = np.asarray(node[level][...], dtype=np.float32)
+            array = node[level]
         else:
-            spacing = None
-            data = np.asarray(node[...], dtype=np.float32)
+            spacing, array = None, node
+        if not isinstance(array.store, zarr.DirectoryStore):
+            raise DataError(f"{path}: only a zarr folder (DirectoryStore) can be read here")
+        check_zarr_chunks(array, Path(array.store.path) / array.path)
+        data = np.asarray(array[...], dtype=np.float32)
     except DataError:
         raise
     except Exception as err:  # zarr raises many types for a damaged store
         raise DataError(f"{path}: cannot read the zarr tomogram ({type(err).__name__}: {err})") from None
     if spacing is None:
-        if expected_spacing is None:
-            raise DataError(f"{path}: no voxel spacing in the zarr metadata; pass it explicitly")
-        spacing = expected_spacing
-    if expected_spacing is not None and abs(spacing - expected_spacing) > SPACING_TOLERANCE * expected_spacing:
-        raise DataError(
-            f"{path}: voxel spacing {spacing:g} A in the metadata disagrees with the expected {expected_spacing:g} A"
-        )
+        if voxel_spacing is None:
+            raise DataError(
+                f"{path}: no voxel spacing in the zarr metadata (.zattrs key 'multiscales', its level-0 "
+                "coordinateTransformations 'scale'); give it with --voxel-spacing (info, predict --tomogram)"
+            )
+        spacing = voxel_spacing
+    for nominal in (expected_spacing, voxel_spacing):
+        if nominal is not None and abs(spacing - nominal) > SPACING_TOLERANCE * nominal:
+            raise DataError(
+                f"{path}: voxel spacing {spacing:g} A in the metadata disagrees with the expected {nominal:g} A"
+            )
     return Tomogram(_check_volume(data, str(path)), spacing, _run_name(path))
 
 
@@ -170,7 +220,7 @@ def read_tomogram_file(path: str | Path, voxel_spacing: float | None = None) -> 
             tomo.voxel_spacing = voxel_spacing
         return tomo
     if suffix == ".zarr":
-        return read_zarr_tomogram(path, voxel_spacing)
+        return read_zarr_tomogram(path, voxel_spacing=voxel_spacing)
     raise DataError(f"{path}: unknown tomogram format '{suffix}' (expected .mrc or .zarr)")
 
 

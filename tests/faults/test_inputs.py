@@ -1,0 +1,324 @@
+"""Bad inputs x commands, one table: each case damages a fresh workspace, runs one command as a user would, and
+asserts exit code 2, one `error:` line naming the thing at fault, no traceback or crash, and every file as it was
+(nothing lost, nothing half-written).
+
+Inputs here: damaged zarr tomograms (a truncated chunk segfaulted, a deleted one read as zeros), params out of range
+or unreadable (each command that reads params.yaml), and neighbouring faults that were already clean.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.faults.conftest import PICKS, RUN, ZARR, assert_clean_error, edit_params, run_cli, snapshot
+
+CHUNK = f"{ZARR}/0/0/0/0"  # the level-0 chunk read by every command
+
+# A command that reads params.yaml, as a user runs it in the workspace (each needs nothing else to get going).
+COMMANDS = {
+    "data": ["data"],
+    "split": ["split"],
+    "train": ["train", "--cell", "unet-c16-p64-s1"],
+    "predict": ["predict", "--model", "models/model.pt", "--out", "out.csv", "--tomogram", ZARR],
+    "info": ["info", "data/project"],
+    "show": ["show", "data/project", "--run", RUN, "--out", "slice.png"],
+    "solution": ["solution", "data/project", "--out", "solution.csv"],
+    "models": ["models"],
+    "synth": ["synth", "--out", "fresh"],
+    "thresholds": ["thresholds", "--model", "models/model.pt", "--copick", "data/project", "--runs", RUN],
+}
+# The data stage reading the workspace's project as an external copick project (into data/linked), so that the
+# tomograms it checks are the damaged ones rather than freshly generated.
+LINKED = {"data.source": "copick", "data.copick_config": "data/project", "data.out": "data/linked"}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    damage: Callable[[Path], None]
+    args: list[str]
+    names: tuple[str, ...]  # what the error line must name
+
+
+def params(changes: dict) -> Callable[[Path], None]:
+    """Set params.yaml keys, e.g. {"predict.overlap": 1.0}."""
+
+    def damage(work: Path) -> None:
+        for key, value in changes.items():
+            edit_params(work, key, value)
+
+    return damage
+
+
+def linked(damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    def both(work: Path) -> None:
+        params(LINKED)(work)
+        damage(work)
+
+    return both
+
+
+def truncate(rel: str, keep: float = 0.5) -> Callable[[Path], None]:
+    def damage(work: Path) -> None:
+        path = work / rel
+        path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+
+    return damage
+
+
+def remove(rel: str) -> Callable[[Path], None]:
+    def damage(work: Path) -> None:
+        path = work / rel
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    return damage
+
+
+def write(rel: str, content: str | bytes) -> Callable[[Path], None]:
+    def damage(work: Path) -> None:
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+
+    return damage
+
+
+def nothing(work: Path) -> None:
+    pass
+
+
+# --- zarr integrity: every command that reads a tomogram -------------------------------------------------------
+ZARR_FAULTS = {
+    "truncated-chunk": (truncate(CHUNK), ("0/0/0/0", "chunk file truncated")),
+    "truncated-chunk-to-header": (truncate(CHUNK, 0.00002), ("0/0/0/0", "truncated")),
+    "empty-chunk": (truncate(CHUNK, 0.0), ("0/0/0/0", "truncated")),
+    "deleted-chunk": (remove(CHUNK), ("0/0/0/0", "chunk file missing")),
+    "no-zattrs": (remove(f"{ZARR}/.zattrs"), ("denoised.zarr", "multiscales")),
+    "no-zarray": (remove(f"{ZARR}/0/.zarray"), ("denoised.zarr",)),
+    "garbage-zarray": (write(f"{ZARR}/0/.zarray", "{not json"), ("denoised.zarr",)),
+}
+ZARR_COMMANDS = {
+    "info-zarr": (nothing, ["info", ZARR]),
+    "show": (nothing, COMMANDS["show"]),
+    "predict-tomogram": (nothing, COMMANDS["predict"]),
+    "data-copick": (linked(nothing), ["data"]),
+}
+
+
+def _zarr_cases() -> list[Case]:
+    cases = []
+    for fault, (damage, names) in ZARR_FAULTS.items():
+        for command, (setup, args) in ZARR_COMMANDS.items():
+
+            def both(work, setup=setup, damage=damage):
+                setup(work)
+                damage(work)
+
+            cases.append(Case(f"{fault}/{command}", both, args, names))
+    return cases
+
+
+# --- params: out of range, each with a command that reads them (all in one message) ---------------------------
+RANGES = [  # (key, bad value, command)
+    ("predict.overlap", 1.0, "predict"),
+    ("predict.overlap", -0.1, "thresholds"),
+    ("predict.sw_batch_size", 0, "predict"),
+    ("predict.slab_depth", 0, "predict"),
+    ("predict.default_threshold", 1.5, "predict"),
+    ("predict.min_blob_fraction", -1.0, "thresholds"),
+    ("predict.max_blob_fraction", 0.0, "predict"),
+    ("predict.threshold_grid", [0.9, 0.1, 0.05], "thresholds"),
+    ("predict.threshold_grid", [0.1, 0.9, 0.0], "train"),
+    ("train.batch_size", 0, "train"),
+    ("train.val_every", 0, "train"),
+    ("train.epochs", 0, "train"),
+    ("train.steps_per_epoch", 0, "train"),
+    ("train.lr", -0.001, "train"),
+    ("train.lr", 0.0, "data"),
+    ("train.patch_scale", [0.5, 0.0, 0.5], "train"),
+    ("train.patch_scale", [4.0, 4.0, 4.0], "train"),  # a demo patch larger than synth.shape
+    ("train.tversky_alpha", -0.3, "train"),
+    ("train.tversky_beta", 1.7, "train"),
+    ("train.seed", -1, "train"),
+    ("train.augment.flip_prob", 1.5, "train"),
+    ("train.augment.noise_prob", -0.2, "train"),
+    ("train.augment.rotate_deg", 400.0, "train"),
+    ("train.augment.scale", 1.0, "train"),
+    ("train.augment.noise_std", -0.1, "train"),
+    ("train.network.dropout", 1.0, "models"),
+    ("train.network.kernel_size", 0, "models"),
+    ("train.network.strides", [2, 0, 2], "models"),
+    ("train.network.num_res_units", -1, "train"),
+    ("masks.label_radius_fraction", -0.5, "train"),
+    ("masks.label_radius_fraction", 1.5, "data"),
+    ("synth.imaging.snr", 0.0, "synth"),
+    ("synth.imaging.snr", -1.0, "data"),
+    ("synth.imaging.amplitude_contrast", 1.2, "synth"),
+    ("synth.imaging.tilt_range_deg", 120.0, "synth"),
+    ("synth.imaging.voltage_kv", 0.0, "synth"),
+    ("synth.imaging.bfactor", -50.0, "data"),
+    ("synth.placement.cluster_fraction", 1.5, "synth"),
+    ("synth.placement.count_scale", -1.0, "data"),
+    ("synth.placement.min_per_class", -1, "synth"),
+    ("synth.placement.counts.ribosome", -80, "synth"),
+    ("synth.distractors.vesicle_radius", [600.0, 250.0], "synth"),
+    ("synth.distractors.blob_radius", [0.0, 80.0], "data"),
+    ("synth.runs", 0, "data"),
+    ("synth.runs", 3, "split"),  # fewer than the split needs
+    ("synth.shape", [32, 0, 64], "synth"),
+    ("synth.voxel_spacing", -10.0, "synth"),
+    ("synth.seed", -1, "data"),
+    ("split.val_fraction", 1.0, "split"),
+    ("split.test_runs", 0, "split"),
+    ("split.runs_per_sample", 1, "split"),
+    ("split.seed", -5, "split"),
+    ("data.voxel_spacing", 0.0, "info"),
+    ("data.voxel_spacing", -10.0, "show"),
+    ("classes.weights", {"ribosome": -1.0}, "solution"),
+    ("study.channels.c16", [16, 0, 64, 128], "models"),
+    ("study.patches.p64", [32, -64, 64], "train"),
+    ("report.alpha", 1.5, "info"),
+    ("report.min_pairs", 1, "solution"),
+    ("report.decimals", -1, "show"),
+]
+
+
+def _range_cases() -> list[Case]:
+    cases = []
+    for key, value, command in RANGES:
+        name = key if not isinstance(value, dict) else f"{key}.{next(iter(value))}"
+        if key == "train.patch_scale" and value[0] > 1:
+            name = "synth.shape"
+        cases.append(Case(f"{key}={value}/{command}", params({key: value}), COMMANDS[command], (name,)))
+    return cases
+
+
+def _all_at_once(work: Path) -> None:
+    params({"predict.overlap": 1.5, "train.batch_size": 0, "train.lr": -1.0, "masks.label_radius_fraction": -0.5})(work)
+
+
+def _nan_tomogram(work: Path) -> None:
+    import numpy as np
+
+    from src.data.copick_io import write_zarr_tomogram
+
+    write_zarr_tomogram(work / "nan.zarr", np.full((8, 16, 16), np.nan, np.float32), 10.0)
+
+
+SEVERAL = ("4 params out of range", "predict.overlap", "train.batch_size", "train.lr", "masks.label_radius_fraction")
+TAB = write("params.yaml", "split:\n\tseed: 0\n")
+
+# --- params.yaml unreadable, and neighbouring faults that were already clean ----------------------------------
+OTHER = [
+    *(Case(f"all-ranges-at-once/{c}", _all_at_once, COMMANDS[c], SEVERAL) for c in ("data", "train", "predict")),
+    *(
+        Case(f"params-tab/{c}", TAB, COMMANDS[c], ("params.yaml", "not valid YAML", "line 2"))
+        for c in ("split", "show")
+    ),
+    Case(
+        "params-is-a-folder/data",
+        lambda w: (remove("params.yaml")(w), (w / "params.yaml").mkdir()),
+        ["data"],
+        ("params.yaml", "cannot read"),
+    ),
+    Case("params-empty/train", write("params.yaml", ""), COMMANDS["train"], ("params.yaml", "empty")),
+    Case("params-missing/split", remove("params.yaml"), ["split"], ("params.yaml", "not found")),
+    Case(
+        "params-unknown-key/models", params({"train.epoch": 3}), ["models"], ("params.train", "unknown keys ['epoch']")
+    ),
+    Case("params-not-a-number/predict", params({"predict.overlap": "half"}), COMMANDS["predict"], ("predict.overlap",)),
+    Case("missing-zarr/info", nothing, ["info", "data/nope.zarr"], ("data/nope.zarr", "no such tomogram")),
+    Case("missing-zarr/predict", nothing, [*COMMANDS["predict"][:-1], "nope.zarr"], ("nope.zarr",)),
+    Case(
+        "wrong-extension/predict",
+        write("tomo.tif", b"II*\0"),
+        [*COMMANDS["predict"][:-1], "tomo.tif"],
+        ("tomo.tif", "unknown tomogram format"),
+    ),
+    Case("not-an-mrc/info", write("tomo.mrc", b"not an mrc file"), ["info", "tomo.mrc"], ("tomo.mrc",)),
+    Case("nan-tomogram/info", _nan_tomogram, ["info", "nan.zarr"], ("nan.zarr", "NaN")),
+    Case(
+        "unknown-class/info",
+        write(f"{PICKS}/mystery.json", '{"pickable_object_name": "mystery", "points": []}'),
+        COMMANDS["info"],
+        ("mystery.json", "unknown class 'mystery'"),
+    ),
+    Case(
+        "picks-not-json/solution",
+        write(f"{PICKS}/ribosome.json", "<xml/>"),
+        COMMANDS["solution"],
+        ("ribosome.json", "not a readable JSON"),
+    ),
+    Case(
+        "picks-outside/show",
+        write(
+            f"{PICKS}/ribosome.json",
+            '{"pickable_object_name": "ribosome", "points": [{"location": {"x": 99999.0, "y": 10.0, "z": 10.0}}]}',
+        ),
+        COMMANDS["show"],
+        (RUN, "outside"),
+    ),
+    Case(
+        "picks-outside/data",
+        linked(
+            write(
+                f"{PICKS}/ribosome.json",
+                '{"pickable_object_name": "ribosome", "points": [{"location": {"x": 99999.0, "y": 10.0, "z": 10.0}}]}',
+            )
+        ),
+        ["data"],
+        (RUN, "outside"),
+    ),
+    Case(
+        "config-not-json/info",
+        write("data/project/copick_config.json", "{"),
+        COMMANDS["info"],
+        ("copick_config.json", "not a readable JSON"),
+    ),
+    Case("no-project/solution", nothing, ["solution", "nowhere", "--out", "s.csv"], ("nowhere",)),
+    Case("unknown-run/show", nothing, ["show", "data/project", "--run", "TS_NOPE"], ("TS_NOPE",)),
+    Case("unknown-tomo-type/show", nothing, [*COMMANDS["show"], "--tomo-type", "ctf"], ("'ctf'", "available")),
+    Case("bad-cell-name/train", nothing, ["train", "--cell", "unet-c16"], ("unet-c16",)),
+    Case("unknown-model/train", nothing, ["train", "--cell", "unet_xx-c16-p64-s1"], ("unet_xx",)),
+    Case("cell-and-keys/train", nothing, ["train", "--cell", "unet-c16-p64-s1", "--model", "unet"], ("--cell",)),
+    Case("both-inputs/predict", nothing, [*COMMANDS["predict"], "--copick", "data/project"], ("--copick",)),
+    Case(
+        "spacing-without-tomogram/predict",
+        nothing,
+        ["predict", "--model", "m.pt", "--out", "o.csv", "--copick", "data/project", "--voxel-spacing", "10"],
+        ("--voxel-spacing",),
+    ),
+    Case("bad-split-part/solution", nothing, [*COMMANDS["solution"], "--split", "3/test"], ("3/test",)),
+    Case("no-manifest/split", remove("data/project/manifest.json"), ["split"], ("manifest.json",)),
+    Case(
+        "copick-config-missing/data",
+        params({"data.source": "copick", "data.copick_config": "nowhere.json"}),
+        ["data"],
+        ("data.copick_config", "nowhere.json"),
+    ),
+    Case("unknown-source/data", params({"data.source": "ftp"}), ["data"], ("data.source", "ftp")),
+    Case("unknown-profile/profile", nothing, ["profile", "fast"], ("fast",)),
+]
+
+
+CASES = _zarr_cases() + _range_cases() + OTHER
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_clean_error(case: Case, workspace: Path):
+    case.damage(workspace)
+    before = snapshot(workspace)
+    result = run_cli(case.args, workspace)
+    assert_clean_error(result, case.names)
+    after = snapshot(workspace)
+    assert after == before, f"files changed: {sorted(set(after) ^ set(before)) or 'sizes or times'}"
+
+
+def test_the_table_covers_enough_pairs():
+    assert len(CASES) >= 60
+    assert len({c.id for c in CASES}) == len(CASES)
