@@ -30,7 +30,7 @@ from monai.utils import set_determinism
 from tqdm import tqdm
 
 from src import tracking
-from src.atomic import atomic_output
+from src.atomic import atomic_output, check_output
 from src.data.masks import label_mask
 from src.data.prepare import MANIFEST_NAME, open_project
 from src.data.split import read_split
@@ -184,6 +184,7 @@ class CellSession:
     voxel_spacing: float
     transforms: object
     state: TrainState
+    force: bool = False  # replace a models/<cell> folder that this program did not make
 
     @property
     def sample(self) -> dict:
@@ -205,11 +206,14 @@ class CellSession:
         )
 
 
-def setup_cell(cell: Cell, params: Params, resume: bool = False) -> CellSession:
-    """Build the cell's model, optimiser and training data; with `resume`, continue from its last finished epoch."""
+def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = False) -> CellSession:
+    """Build the cell's model, optimiser and training data; with `resume`, continue from its last finished epoch.
+    Outputs are checked first: `models/<cell>` is replaced only if this program made it, unless `force`."""
     t = params.train
     device = default_device()
     paths = CellPaths.of(cell, t)
+    check_output(paths.final, folder=True, force=force)
+    check_output(paths.metrics)
     project = open_project(params)
     spec = params.study.models[cell.model]
     torch.manual_seed(t.seed)
@@ -250,6 +254,7 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False) -> CellSession:
         voxel_spacing=voxel_spacing,
         transforms=augment(patch, len(project.classes) + 1, t.augment),
         state=state,
+        force=force,
     )
 
 
@@ -332,8 +337,7 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
 
     cell, paths = session.cell, session.paths
     # The artifact first: after the rename only the metrics file is left to write.
-    with atomic_output(paths.final) as tmp:
-        tmp.mkdir()
+    with atomic_output(paths.final, folder=True, force=session.force) as tmp:
         shutil.copy2(paths.partial / "best.pt", tmp / "model.pt")
         (tmp / "history.json").write_text(json.dumps(session.state.history, indent=2) + "\n")
         mlflow.log_artifact(str(tmp / "model.pt"))
@@ -372,10 +376,10 @@ def _tags(session: CellSession) -> dict[str, str]:
     }
 
 
-def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool = True) -> dict:
+def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool = True, force: bool = False) -> dict:
     """Train, validate, tune thresholds, test and log one cell; returns the record written to metrics/<cell>.json."""
     signal.signal(signal.SIGTERM, _raise_on_sigterm)  # a killed stage marks its MLflow run FAILED
-    session = setup_cell(cell, params, resume)
+    session = setup_cell(cell, params, resume, force)
     t, state = params.train, session.state
     flat = _flat_params(cell, params, session.patch)
     with tracking.cell_run(cell.name, _tags(session), flat, run_id=state.run_id) as run:
