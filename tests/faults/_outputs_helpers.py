@@ -87,9 +87,9 @@ class Outcome:
     outside_after: dict[str, str]
 
 
-def run_table(cases: list[Case], base: Path, store: Path, workers: int = 4) -> dict[str, Outcome]:
-    """Set up every case in `base/<id>` (with `base/<id>-outside` as the place nothing may be written to), then run
-    them all, `workers` at a time."""
+def run_table(cases: list[Case], base: Path, store: Path | None, workers: int = 4) -> dict[str, Outcome]:
+    """Set up every case in `base/<id>/work` (with `base/<id>/outside` as the place nothing may be written to), then
+    run them all, `workers` at a time; `store`: the MLflow store (None: `mlruns` in each case's folder)."""
 
     def one(case: Case) -> tuple[str, Outcome]:
         folder, outside = base / case.id / "work", base / case.id / "outside"
@@ -97,7 +97,7 @@ def run_table(cases: list[Case], base: Path, store: Path, workers: int = 4) -> d
         outside.mkdir()
         case.setup(folder)
         before, outside_before = snapshot(folder), snapshot(outside)
-        result = run_cli(case.args, folder, store)
+        result = run_cli(case.args, folder, store or folder / "mlruns")
         return case.id, Outcome(folder, result, before, snapshot(folder), outside_before, snapshot(outside))
 
     todo = [c for c in cases if c.skip is None]
