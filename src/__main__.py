@@ -32,7 +32,9 @@ def _shape(text: str) -> tuple[int, int, int]:
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Option(help="Folder for the copick project (replaced if it exists).")],
+    out: Annotated[
+        Path, typer.Option(help="Folder for the copick project (replaces one that synth made; else needs --force).")
+    ],
     runs: Annotated[int | None, typer.Option(help="Number of tomograms [params: synth.runs].")] = None,
     shape: Annotated[str | None, typer.Option(help="D,H,W voxels, e.g. 184,630,630 [params: synth.shape].")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed [params: synth.seed].")] = None,
@@ -42,6 +44,9 @@ def synth(
     workers: Annotated[
         int, typer.Option(help="Processes making runs at once (same bytes; about 3 GB each at 184 x 630 x 630).")
     ] = 1,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --out folder even if this program did not make it.")
+    ] = False,
 ):
     """Write a synthetic CZII-like copick project (tomograms as OME-NGFF zarr, picks in Angstrom)."""
     import dataclasses
@@ -58,7 +63,7 @@ def synth(
         seed=seed if seed is not None else s.seed,
         picks_naming=picks_naming or s.picks_naming,
     )
-    summary = synthesize_project(out, settings, CZII_CLASSES, p.data.voxel_spacing, workers=workers)
+    summary = synthesize_project(out, settings, CZII_CLASSES, p.data.voxel_spacing, workers=workers, force=force)
     per_run = summary["seconds_per_run"]
     typer.echo(f"wrote {summary['runs']} runs of {tuple(summary['shape'])} to {out}")
     typer.echo(f"seconds per run: mean {sum(per_run) / len(per_run):.1f}, max {max(per_run):.1f}")
@@ -73,9 +78,11 @@ def show(
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
 ):
     """Render central slices of a run's tomogram with its picks circled in their class colour."""
+    from src.atomic import check_output
     from src.data.copick_io import CopickProject
     from src.data.show import render_slices
 
+    check_output(out)
     p = load_params()
     proj = CopickProject(project, p.classes.weights, p.data.picks_user)
     tomo = proj.tomogram(run, tomo_type or p.data.tomo_type, p.data.voxel_spacing)
@@ -111,12 +118,15 @@ def data(
     workers: Annotated[
         int, typer.Option(help="Processes making synthetic runs at once (same bytes; about 3 GB each at full size).")
     ] = 1,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing data.out folder even if this program did not make it.")
+    ] = False,
 ):
     """DVC stage `data`: make (synthetic) or locate (copick, portal) the project in data.out and check every run."""
     p = load_params()
     from src.data.prepare import prepare_data
 
-    manifest = prepare_data(p, workers=workers)
+    manifest = prepare_data(p, workers=workers, force=force)
     n_picks = sum(sum(r["picks"].values()) for r in manifest["runs"].values())
     typer.echo(f"{len(manifest['runs'])} runs, {n_picks} picks, source {manifest['source']}")
 
@@ -147,13 +157,18 @@ def download(
     dataset: Annotated[int, typer.Option(help="CryoET Data Portal dataset id (10440: CZII training set).")] = 10440,
     out: Annotated[Path, typer.Option(help="Folder for the copick project.")] = Path("downloads/portal"),
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --out folder even if this program did not make it.")
+    ] = False,
 ):
     """Download a CryoET Data Portal dataset into the copick layout that every stage reads."""
     from src.classes import CZII_CLASSES
     from src.data.portal import download_dataset
 
     p = load_params()
-    config = download_dataset(dataset, out, CZII_CLASSES, tomo_type or p.data.tomo_type, p.data.voxel_spacing)
+    config = download_dataset(
+        dataset, out, CZII_CLASSES, tomo_type or p.data.tomo_type, p.data.voxel_spacing, force=force
+    )
     typer.echo(f"wrote {config}")
 
 
@@ -186,10 +201,11 @@ def solution(
     """Write the solution (reference) CSV of a set of runs from a copick project's picks."""
     import pandas as pd
 
-    from src.atomic import atomic_output
+    from src.atomic import atomic_output, check_output
     from src.data.copick_io import CopickProject
     from src.data.split import read_split
 
+    check_output(out)
     p = load_params()
     proj = CopickProject(project, p.classes.weights, p.data.picks_user)
     names = proj.run_names()
@@ -246,18 +262,28 @@ def predict(
     ] = None,
 ):
     """Pick particles in tomograms with a trained checkpoint and write the Kaggle submission CSV."""
+    from src.atomic import check_output
+
     if (copick is None) == (tomogram is None):
         raise UserError("give exactly one of --copick and --tomogram")
     if voxel_spacing is not None and tomogram is None:
         raise UserError("--voxel-spacing goes with --tomogram (a copick project's spacing is in its zarr metadata)")
+    check_output(out)  # before the heavy imports and any work
     p = load_params()  # params and inputs before the heavy imports (torch): a bad one fails at once
     from src.data.copick_io import CopickProject, read_tomogram_file
+    from src.names import check_name
 
     project = CopickProject(copick, p.classes.weights, p.data.picks_user) if copick else None
+    names = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
+    if tomo_type is not None:
+        check_name(tomo_type, "tomogram type", "--tomo-type")
+    if project is not None and picks_to_copick:
+        for run in names or project.run_names():
+            project.overlay_picks_folder(run)  # refuse a picks folder outside the project before any work
     tomo = read_tomogram_file(tomogram, voxel_spacing) if tomogram else None
+
     from src.inference.predict import run_predict
 
-    names = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     points = run_predict(
         model, p, out, project=project, runs=names, tomogram=tomo, tomo_type=tomo_type, picks_to_copick=picks_to_copick
     )
@@ -296,6 +322,10 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue from the last epoch checkpoint of an interrupted run.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing models/<cell> folder even if this program did not make it."),
+    ] = False,
 ):
     """Train one grid cell (DVC stage train@<cell>): fit, validate, tune thresholds, test, log to MLflow."""
     p = load_params()
@@ -312,7 +342,7 @@ def train(
         chosen = study.cell(model, channels, patch, sample)
     from src.training.train import train_cell  # torch: after the cheap checks
 
-    record = train_cell(chosen, p, resume=resume)
+    record = train_cell(chosen, p, resume=resume, force=force)
     typer.echo(
         f"{chosen.name}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "
         f"{record['train_minutes']:.1f} min; MLflow run {record['mlflow_run_id']}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from src.errors import UserError
+from src.names import check_name
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def classes_from_copick(config: dict, weights: dict[str, float] | None = None) -
     for obj in config.get("pickable_objects", []):
         if not obj.get("is_particle", True):
             continue
-        name = obj["name"]
+        name = check_name(obj.get("name"), "class name", "the copick config", ClassTableError)
         if name not in weights:
             raise ClassTableError(f"class '{name}' has no score weight; add it under classes.weights in params.yaml")
         if obj.get("radius") is None or float(obj["radius"]) <= 0:

@@ -85,6 +85,23 @@ def cell_run(run_name: str, tags: dict[str, str], params: dict, run_id: str | No
     mlflow.end_run(status="FINISHED")
 
 
+def fail_run_if_running(run_id: str) -> bool:
+    """Mark the run FAILED if the store has it and it still says RUNNING (its process was killed without a chance to
+    say so); whether it did. Best effort: a run that is not in this store is left alone."""
+    import mlflow
+
+    if not (store_dir() / "mlflow.db").exists():
+        return False
+    try:
+        client = mlflow.MlflowClient(tracking_uri())
+        if client.get_run(run_id).info.status != "RUNNING":
+            return False
+        client.set_terminated(run_id, status="FAILED")
+    except Exception:  # mlflow raises its own and sqlalchemy's errors for a run it does not know
+        return False
+    return True
+
+
 # --- a cell's sizes, logged as JSON lists and read back as tuples -------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from src.atomic import atomic_output
 from src.classes import CZII_CLASSES, ParticleClass, by_name, classes_from_copick
 from src.errors import DataError
 from src.metric import COORDS, POINT_COLUMNS
+from src.names import check_name
 
 CONFIG_NAME = "copick_config.json"
 
@@ -244,7 +245,7 @@ def write_zarr_tomogram(path: str | Path, volume: np.ndarray, voxel_spacing: flo
     # Multithreaded Blosc does not always give the same bytes for the same data; one thread keeps "same seed, same
     # bytes" true (and DVC hashes stable).
     threads, blosc.use_threads = blosc.use_threads, False
-    with atomic_output(path) as tmp:
+    with atomic_output(path, folder=True) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         # Nested chunk keys ("0/0/0"), as copick's FSStore expects and the CZII data have.
         storage = {"chunks": (64, 64, 64), "dimension_separator": "/"}
@@ -258,9 +259,12 @@ def write_zarr_tomogram(path: str | Path, volume: np.ndarray, voxel_spacing: flo
 
 
 def picks_file_name(object_name: str, naming: str, user_id: str = "curation", session_id: str = "0") -> str:
+    check_name(object_name, "object name", error=DataError)
     if naming == "competition":
         return f"{object_name}.json"
     if naming == "copick":
+        check_name(user_id, "user id", error=DataError)
+        check_name(session_id, "session id", error=DataError)
         return f"{user_id}_{session_id}_{object_name}.json"
     raise DataError(f"unknown picks naming '{naming}' (expected competition or copick)")
 
@@ -274,8 +278,18 @@ def write_picks_json(
     rotations: np.ndarray | None = None,
     user_id: str = "curation",
     session_id: str = "0",
+    root: str | Path | None = None,
 ) -> None:
-    """A copick picks file; `points_xyz` (N, 3) in Angstrom, optional `rotations` (N, 3, 3) go into transformation_."""
+    """A copick picks file; `points_xyz` (N, 3) in Angstrom, optional `rotations` (N, 3, 3) go into transformation_.
+
+    With `root` (a copick project's overlay root), a path that resolves outside it (through '..' or a symbolic link)
+    is refused."""
+    path = Path(path)
+    for what, name in (("object name", object_name), ("run name", run_name), ("user id", user_id)):
+        check_name(name, what, path, DataError)
+    check_name(str(session_id), "session id", path, DataError)
+    if root is not None:
+        inside(path, root)
     points = []
     for i, xyz in enumerate(np.asarray(points_xyz, dtype=float).reshape(-1, 3)):
         transform = np.eye(4)
@@ -301,6 +315,16 @@ def write_picks_json(
     }
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=1))
+
+
+def inside(path: str | Path, root: str | Path, folder: bool = False) -> Path:
+    """`path` resolved (symbolic links followed; a file's own name is not, since writing replaces a link there); a
+    DataError unless it lies under `root` (resolved too)."""
+    path, root = Path(path), Path(root).resolve()
+    resolved = path.resolve() if folder else path.parent.resolve() / path.name
+    if not resolved.is_relative_to(root) or path.name in ("", ".", ".."):
+        raise DataError(f"{path} resolves to {resolved}, outside the copick project's root {root}; not written")
+    return resolved
 
 
 def _object_of_picks_file(path: Path, known: set[str]) -> tuple[str, str | None]:
@@ -384,6 +408,8 @@ class CopickProject:
         self.classes: tuple[ParticleClass, ...] = classes_from_copick(self.config, weights)
         self.overlay_root = root_path(self.config_path, self.config["overlay_root"])
         self.static_root = root_path(self.config_path, self.config.get("static_root")) or self.overlay_root
+        if picks_user is not None:
+            check_name(picks_user, "picks user", "data.picks_user", DataError)
         self.picks_user = picks_user
 
     def run_names(self) -> list[str]:
@@ -391,12 +417,17 @@ class CopickProject:
         for root in {self.static_root, self.overlay_root}:
             runs = root / "ExperimentRuns"
             if runs.is_dir():
-                names.update(p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith("."))
+                found = [p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+                for name in found:
+                    check_name(name, "run name", runs, DataError)
+                names.update(found)
         if not names:
             raise DataError(f"{self.config_path}: no runs under {self.static_root}/ExperimentRuns")
         return sorted(names)
 
     def tomogram_path(self, run: str, tomo_type: str, voxel_spacing: float) -> Path:
+        check_name(run, "run name", self.config_path, DataError)
+        check_name(tomo_type, "tomogram type", self.config_path, DataError)
         return self.static_root / "ExperimentRuns" / run / spacing_folder(voxel_spacing) / f"{tomo_type}.zarr"
 
     def tomogram(self, run: str, tomo_type: str, voxel_spacing: float) -> Tomogram:
@@ -410,12 +441,21 @@ class CopickProject:
         return tomo
 
     def picks_files(self, run: str) -> list[Path]:
+        check_name(run, "run name", self.config_path, DataError)
         files = []
         for root in dict.fromkeys([self.overlay_root, self.static_root]):
             folder = root / "ExperimentRuns" / run / "Picks"
             if folder.is_dir():
                 files.extend(sorted(folder.glob("*.json")))
         return files
+
+    def overlay_picks_folder(self, run: str) -> Path:
+        """`<overlay>/ExperimentRuns/<run>/Picks`, where picks are written; refused if it resolves outside the overlay
+        root (a run folder or Picks folder that is a symbolic link to elsewhere)."""
+        check_name(run, "run name", self.config_path, DataError)
+        folder = self.overlay_root / "ExperimentRuns" / run / "Picks"
+        inside(folder, self.overlay_root, folder=True)
+        return folder
 
     def picks(self, run: str, tomogram: Tomogram | None = None) -> pd.DataFrame:
         """All particle picks of a run as a DataFrame (experiment, particle_type, x, y, z in Angstrom).

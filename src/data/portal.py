@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from src.atomic import atomic_output
+from src.atomic import atomic_output, check_output
 from src.classes import ParticleClass
 from src.data.copick_io import spacing_folder, write_copick_config, write_picks_json
 from src.errors import DataError, UserError
+from src.names import check_name
 
 # How the portal names the CZII objects (object_name, lower case) -> our class names; matched by substring.
 PORTAL_NAME_HINTS: dict[str, tuple[str, ...]] = {
@@ -67,6 +68,7 @@ def _tomo_type(tomogram) -> str:
 
 def _download_run(run, out: Path, classes: tuple[ParticleClass, ...], tomo_type: str, folder_spacing: float) -> None:
     """One portal run's `tomo_type` tomogram and point picks, into the copick layout under `out`."""
+    check_name(run.name, "run name", "the CryoET Data Portal", DataError)
     for spacing in run.tomogram_voxel_spacings:
         if abs(spacing.voxel_spacing - folder_spacing) > 0.5:
             continue
@@ -98,12 +100,18 @@ def _download_run(run, out: Path, classes: tuple[ParticleClass, ...], tomo_type:
 
 
 def download_dataset(
-    dataset_id: int, out: str | Path, classes: tuple[ParticleClass, ...], tomo_type: str, folder_spacing: float
+    dataset_id: int,
+    out: str | Path,
+    classes: tuple[ParticleClass, ...],
+    tomo_type: str,
+    folder_spacing: float,
+    force: bool = False,
 ) -> Path:
-    """Download one portal dataset's `tomo_type` tomograms and point picks into a copick project at `out`."""
+    """Download one portal dataset's `tomo_type` tomograms and point picks into a copick project at `out` (which may
+    replace only a folder that this program made, unless `force`)."""
     from cryoet_data_portal import Client, Run
 
-    out = Path(out)
+    out = check_output(out, folder=True, force=force)
     try:
         client = Client()
         runs = Run.find(client, [Run.dataset_id == dataset_id])
@@ -115,13 +123,14 @@ def download_dataset(
     if not runs:
         raise DataError(f"the CryoET Data Portal has no runs in dataset {dataset_id}")
     try:
-        with atomic_output(out) as tmp:  # a broken download leaves nothing that looks like a project
+        # A broken download leaves nothing that looks like a project.
+        with atomic_output(out, folder=True, force=force) as tmp:
             write_copick_config(
                 tmp / "copick_config.json", classes, f"portal-{dataset_id}", f"CryoET Data Portal {dataset_id}"
             )
             for run in tqdm(runs, desc=f"dataset {dataset_id}", unit="run"):
                 _download_run(run, tmp, classes, tomo_type, folder_spacing)
-    except DataError:
+    except UserError:
         raise
     except Exception as err:  # transport and file errors of several libraries, mid-download
         raise PortalUnreachable(

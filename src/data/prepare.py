@@ -41,7 +41,7 @@ def _link_external(source: Path, out: Path) -> None:
         "overlay_root": f"local://{project.overlay_root.resolve()}",
         "static_root": f"local://{project.static_root.resolve()}",
     }
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
 
@@ -59,9 +59,9 @@ def validate_project(project: CopickProject, tomo_type: str, voxel_spacing: floa
     return runs
 
 
-def prepare_data(params: Params, progress: bool = True, workers: int = 1) -> dict:
+def prepare_data(params: Params, progress: bool = True, workers: int = 1, force: bool = False) -> dict:
     """Build `data.out` (in a temporary folder, renamed at the end so a failure leaves nothing half-written);
-    `workers`: processes making synthetic runs at once."""
+    `workers`: processes making synthetic runs at once; `force`: replace a `data.out` this program did not make."""
     d = params.data
     if d.source not in ("synthetic", "copick", "portal"):
         raise UserError(f"data.source must be synthetic, copick or portal, got '{d.source}'")
@@ -69,7 +69,7 @@ def prepare_data(params: Params, progress: bool = True, workers: int = 1) -> dic
         raise UserError(
             f"data.copick_config must name an existing copick config or project folder, got '{d.copick_config}'"
         )
-    with atomic_output(d.out) as tmp:
+    with atomic_output(d.out, folder=True, force=force) as tmp:
         if d.source == "synthetic":
             from src.data.synth import synthesize_project
 

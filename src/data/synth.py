@@ -480,6 +480,7 @@ def synthesize_project(
     *,
     progress: bool = True,
     workers: int = 1,
+    force: bool = False,
 ) -> dict:
     """Write a complete copick project of `settings.runs` synthetic tomograms to `out` (replaced atomically at the end).
 
@@ -490,6 +491,7 @@ def synthesize_project(
     the CZII data (10.000 vs 10.012 A).
     `workers` > 1 makes runs in that many processes; each run has its own generator, so the bytes are the same.
     Memory grows with it: a 184 x 630 x 630 run needs about 3 GB while it is made.
+    `out` may replace only a folder that this program made (or an empty one) unless `force`.
     Returns a summary: seconds per run and particle counts per class.
     """
     runs, shape = settings.runs, settings.shape
@@ -502,7 +504,7 @@ def synthesize_project(
     class_lobes(classes, settings.particles, settings.voxel_spacing)  # a mass that cannot fit its shape, too
     counts = {c.name: 0 for c in classes}
     seconds = []
-    with atomic_output(out) as tmp:
+    with atomic_output(out, folder=True, force=force) as tmp:
         write_copick_config(
             tmp / "copick_config.json",
             classes,

@@ -18,6 +18,7 @@ from src.atomic import atomic_output
 from src.classes import ParticleClass
 from src.errors import DataError
 from src.models import model_from_config
+from src.names import check_name
 
 FORMAT = "czii-picker-checkpoint"
 VERSION = 1
@@ -87,6 +88,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         classes = tuple(_class_from_dict(d) for d in payload["classes"])
     except Exception as err:
         raise DataError(f"{path}: the checkpoint's model or classes do not load ({type(err).__name__})") from None
+    for c in classes:
+        check_name(c.name, "class name", path, DataError)
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     meta["classes"] = classes

@@ -19,7 +19,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from tqdm.auto import tqdm
 
-from src.atomic import atomic_output
+from src.atomic import atomic_output, check_output
 from src.data.copick_io import (
     PREDICTION_USER,
     SPACING_TOLERANCE,
@@ -218,15 +218,25 @@ def write_submission(points: pd.DataFrame, path: str | Path) -> None:
 
 
 def write_copick_picks(project: CopickProject, points: pd.DataFrame, classes, voxel_spacing: dict[str, float]) -> int:
-    """Copick picks files `predict_0_<object>.json` per run and class in the overlay; returns the count."""
+    """Copick picks files `predict_0_<object>.json` per run and class in the overlay; returns the count. A run whose
+    picks folder resolves outside the overlay root (a symbolic link to elsewhere) is refused."""
     written = 0
     for run, spacing in voxel_spacing.items():
-        folder = project.overlay_root / "ExperimentRuns" / run / "Picks"
+        folder = project.overlay_picks_folder(run)
         mine = points.loc[points["experiment"] == run]
         for c in classes:
             xyz = mine.loc[mine["particle_type"] == c.name, COORDS].to_numpy()
             name = picks_file_name(c.name, "copick", PICKS_USER, PICKS_SESSION)
-            write_picks_json(folder / name, c.name, run, xyz, spacing, user_id=PICKS_USER, session_id=PICKS_SESSION)
+            write_picks_json(
+                folder / name,
+                c.name,
+                run,
+                xyz,
+                spacing,
+                user_id=PICKS_USER,
+                session_id=PICKS_SESSION,
+                root=project.overlay_root,
+            )
             written += 1
     return written
 
@@ -248,16 +258,24 @@ def run_predict(
         raise UserError("give exactly one of --copick and --tomogram")
     if picks_to_copick and project is None:
         raise UserError("--picks-to-copick needs --copick (a single tomogram has no copick project)")
+    check_output(out)  # before any work: a file, not over a folder
     model, meta = load_checkpoint(checkpoint, default_device())
+    names = None
+    if project is not None:
+        names = runs or project.run_names()
+        unknown = sorted(set(names) - set(project.run_names()))
+        if unknown:
+            raise UserError(f"run {unknown[0]} is not in the copick project {project.config_path}")
+        if picks_to_copick:
+            for run in names:
+                project.overlay_picks_folder(run)
+                for c in meta["classes"]:
+                    picks_file_name(c.name, "copick", PICKS_USER, PICKS_SESSION)
     frames, spacings = [], {}
     if tomogram is not None:
         maps = predict_tomogram(model, meta, tomogram, params.predict, progress)
         frames.append(points_of_maps(maps, meta, tomogram.name, params))
     else:
-        names = runs or project.run_names()
-        unknown = sorted(set(names) - set(project.run_names()))
-        if unknown:
-            raise UserError(f"run {unknown[0]} is not in the copick project {project.config_path}")
         for run in tqdm(names, desc="tomograms", unit="run", disable=None if progress else True):
             tomo = project.tomogram(run, tomo_type or params.data.tomo_type, params.data.voxel_spacing)
             maps = predict_tomogram(model, meta, tomo, params.predict, progress)

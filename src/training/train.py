@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,10 +31,11 @@ from monai.utils import set_determinism
 from tqdm import tqdm
 
 from src import tracking
-from src.atomic import atomic_output
+from src.atomic import atomic_output, check_output
 from src.data.masks import label_mask
 from src.data.prepare import MANIFEST_NAME, open_project
 from src.data.split import read_split
+from src.errors import UserError
 from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_thresholds
 from src.inference.predict import default_device, predict_runs, tune_on_runs
 from src.metric import fbeta_score
@@ -184,6 +186,8 @@ class CellSession:
     voxel_spacing: float
     transforms: object
     state: TrainState
+    force: bool = False  # replace a models/<cell> folder that this program did not make
+    fingerprint: dict = field(default_factory=dict)  # {"sha256", "params", "model"}: what `last.pt` must match
 
     @property
     def sample(self) -> dict:
@@ -205,11 +209,86 @@ class CellSession:
         )
 
 
-def setup_cell(cell: Cell, params: Params, resume: bool = False) -> CellSession:
-    """Build the cell's model, optimiser and training data; with `resume`, continue from its last finished epoch."""
+def cell_fingerprint(flat: dict, model_config: dict) -> dict:
+    """What a resumed run must share with the one it continues: the cell's flattened params and model config, and the
+    sha256 of both (plain data, so `last.pt` loads with `weights_only=True`)."""
+    plain = json.loads(json.dumps({"params": flat, "model": model_config}, sort_keys=True, default=str))
+    digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+    return {"sha256": digest, **plain}
+
+
+def _changes(old: dict, new: dict, prefix: str) -> list[str]:
+    return [
+        f"{prefix}{key} changed from {old.get(key, '(absent)')!r} to {new.get(key, '(absent)')!r}"
+        for key in sorted(set(old) | set(new), key=str)
+        if old.get(key, "(absent)") != new.get(key, "(absent)")
+    ]
+
+
+def _notice(text: str) -> None:
+    print(f"notice: {text}", file=sys.stderr, flush=True)
+
+
+def read_resume_state(last: Path, device: torch.device | str = "cpu") -> dict:
+    """The saved resume state (plain data, loaded with `weights_only=True`); a UserError if it cannot be read."""
+    try:
+        saved = torch.load(last, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        raise UserError(
+            f"{last} cannot be read to resume ({type(err).__name__}: it is damaged or truncated); "
+            "start the cell over without --resume"
+        ) from None
+    if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
+        raise UserError(f"{last} is not a resume state of this program; start the cell over without --resume")
+    return saved
+
+
+def _resume(cell: Cell, last: Path, device, model, optimizer, fingerprint: dict) -> TrainState:
+    saved = read_resume_state(last, device)
+    old = saved.get("fingerprint")
+    if not isinstance(old, dict) or "sha256" not in old:
+        raise UserError(f"{last} holds no params fingerprint (an older version wrote it); start over without --resume")
+    if old["sha256"] != fingerprint["sha256"]:
+        changed = _changes(old.get("params", {}), fingerprint["params"], "")
+        changed += _changes(old.get("model", {}), fingerprint["model"], "model ")
+        what = changed[0] if changed else "the params fingerprint changed"
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise UserError(
+            f"cannot resume {cell.name} from {last}: {what}{more} since it was saved; "
+            "restore them or start over without --resume"
+        )
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        return TrainState(**saved["state"])
+    except Exception as err:
+        raise UserError(
+            f"{last} does not fit the model of {cell.name} ({type(err).__name__}); start over without --resume"
+        ) from None
+
+
+def _fail_abandoned_run(last: Path) -> None:
+    """A cell started over: the MLflow run its old `last.pt` names is marked FAILED if it still says RUNNING."""
+    try:
+        saved = torch.load(last, map_location="cpu", weights_only=True)
+        run_id = saved["state"]["run_id"]
+    except Exception:  # unreadable: nothing to go on
+        return
+    if run_id and tracking.fail_run_if_running(run_id):
+        _notice(f"MLflow run {run_id} of the interrupted attempt was still RUNNING; marked FAILED")
+
+
+def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = False) -> CellSession:
+    """Build the cell's model, optimiser and training data; with `resume`, continue from its last finished epoch.
+
+    Outputs are checked first (`models/<cell>` replaced only if this program made it, unless `force`). `--resume`
+    refuses a `last.pt` whose params or model config differ from now; without `resume` an old attempt is cleared and
+    its MLflow run marked FAILED."""
     t = params.train
     device = default_device()
     paths = CellPaths.of(cell, t)
+    check_output(paths.final, folder=True, force=force)
+    check_output(paths.metrics)
     project = open_project(params)
     spec = params.study.models[cell.model]
     torch.manual_seed(t.seed)
@@ -222,16 +301,22 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False) -> CellSession:
     ).to(device)
     patch = Study.from_params(params).trained_patch(cell.patch, t.patch_scale, model.size_divisor)
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+    fingerprint = cell_fingerprint(_flat_params(cell, params, patch), model.config)
     state = TrainState()
     last = paths.partial / "last.pt"
     if resume and last.exists():
-        saved = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = TrainState(**saved["state"])
-    elif paths.partial.exists():
-        shutil.rmtree(paths.partial)
-    paths.partial.mkdir(parents=True, exist_ok=True)
+        state = _resume(cell, last, device, model, optimizer, fingerprint)
+    else:
+        if resume:
+            _notice(f"nothing to resume for {cell.name} (no {last}); starting from the first epoch")
+        if last.exists():
+            _fail_abandoned_run(last)
+        if paths.partial.exists():
+            shutil.rmtree(paths.partial)
+    try:
+        paths.partial.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {paths.partial}: {err.strerror}") from None
     split = read_split(params.split.out)
     volumes, voxel_spacing = training_volumes(project, split["samples"][cell.sample_number]["train"], params)
     return CellSession(
@@ -250,6 +335,8 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False) -> CellSession:
         voxel_spacing=voxel_spacing,
         transforms=augment(patch, len(project.classes) + 1, t.augment),
         state=state,
+        force=force,
+        fingerprint=fingerprint,
     )
 
 
@@ -292,10 +379,11 @@ def validate(session: CellSession, epoch: int):
 
 
 def save_resume_state(session: CellSession) -> None:
-    """`last.pt`: weights, optimiser and progress after a finished epoch, written atomically."""
+    """`last.pt`: weights, optimiser, progress (the `TrainState` as a dict) and the params fingerprint, written
+    atomically; all plain data, so it loads with `weights_only=True`."""
     with atomic_output(session.paths.partial / "last.pt") as tmp:
         saved = {"model": session.model.state_dict(), "optimizer": session.optimizer.state_dict()}
-        torch.save({**saved, "state": asdict(session.state)}, tmp)
+        torch.save({**saved, "state": asdict(session.state), "fingerprint": session.fingerprint}, tmp)
 
 
 def select_and_tune(session: CellSession) -> dict[str, float]:
@@ -332,8 +420,7 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
 
     cell, paths = session.cell, session.paths
     # The artifact first: after the rename only the metrics file is left to write.
-    with atomic_output(paths.final) as tmp:
-        tmp.mkdir()
+    with atomic_output(paths.final, folder=True, force=session.force) as tmp:
         shutil.copy2(paths.partial / "best.pt", tmp / "model.pt")
         (tmp / "history.json").write_text(json.dumps(session.state.history, indent=2) + "\n")
         mlflow.log_artifact(str(tmp / "model.pt"))
@@ -375,10 +462,10 @@ def _tags(session: CellSession) -> dict[str, str]:
     }
 
 
-def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool = True) -> dict:
+def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool = True, force: bool = False) -> dict:
     """Train, validate, tune thresholds, test and log one cell; returns the record written to metrics/<cell>.json."""
     signal.signal(signal.SIGTERM, _raise_on_sigterm)  # a killed stage marks its MLflow run FAILED
-    session = setup_cell(cell, params, resume)
+    session = setup_cell(cell, params, resume, force)
     t, state = params.train, session.state
     flat = _flat_params(cell, params, session.patch)
     with tracking.cell_run(cell.name, _tags(session), flat, run_id=state.run_id) as run:
@@ -386,7 +473,9 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
         import monai
 
         mlflow.set_tag("monai_version", monai.__version__)
-        state.run_id = run.info.run_id
+        if state.run_id is None:
+            state.run_id = run.info.run_id
+            save_resume_state(session)  # so a restart finds (and closes) this run even if killed in the first epoch
         total = (t.epochs - state.epoch) * t.steps_per_epoch
         bar = tqdm(total=total, desc=cell.name, unit="step", disable=None if progress else True)
         for epoch in range(state.epoch, t.epochs):
