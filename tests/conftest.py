@@ -32,6 +32,8 @@ def make_project(
         shape=TINY_SHAPE,
         seed=seed,
         picks_naming=picks_naming,
+        # A 32 x 64 x 64 volume holds one of each class without the label spheres of crowded neighbours merging.
+        placement=dataclasses.replace(s.placement, min_per_class=1),
         imaging=dataclasses.replace(s.imaging, **imaging),
     )
     return synthesize_project(out, settings, CZII_CLASSES, params.data.voxel_spacing, progress=False, workers=workers)

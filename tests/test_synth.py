@@ -151,14 +151,14 @@ def test_overlapping_lobes_form_a_union_never_a_sum():
 @pytest.mark.parametrize("name", [c.name for c in CZII_CLASSES])
 def test_integrated_density_is_proportional_to_molecular_mass(params, name):
     """Integrated density x voxel volume = (mass + cargo) / protein density, to 3 % (the sub-voxel position)."""
-    from src.data.synth import PlacedObject, _object_lobes, class_lobes, protein_volume
+    from src.data.synth import PlacedObject, _object_parts, class_lobes, protein_volume
 
     s = dataclasses.replace(params.synth, voxel_spacing=10.0)
     particles = s.particles
     radius = {c.name: c.radius for c in CZII_CLASSES}[name] / s.voxel_spacing
     obj = PlacedObject(name, np.zeros(3), radius, np.eye(3))
-    lobes = _object_lobes(obj, class_lobes(CZII_CLASSES, particles, s.voxel_spacing), s, np.random.default_rng(0))
-    integrated = float(_stamped(lobes, radius, size=40).sum()) * s.voxel_spacing**3
+    parts = _object_parts(obj, class_lobes(CZII_CLASSES, particles, s.voxel_spacing), s, np.random.default_rng(0))
+    integrated = sum(float(_stamped(lobes, radius, size=40).sum()) for lobes in parts) * s.voxel_spacing**3
     expected = protein_volume(particles.mass_kda[name] + particles.cargo_kda.get(name, 0.0), particles)
     assert integrated == pytest.approx(expected, rel=0.03), name
 

@@ -53,6 +53,7 @@ from src.params import ImagingParams, ParticleParams, SynthParams
 
 # The paper's per-tomogram counts refer to the CZII tomograms' size.
 REFERENCE_SHAPE = (184, 630, 630)
+REFERENCE_SPACING = 10.012444  # Angstrom: the counts are per physical volume, whatever the voxel size
 TOMO_TYPES = ("wbp", "denoised")
 
 
@@ -195,6 +196,20 @@ def _sphere_radius_holding(volume: float) -> float:
     return _bisect(lambda r: _soft_volume(sphere, r) - volume, 0.05, 50.0)
 
 
+def _random_packing(rng: np.random.Generator, count: int, size: float, cavity: float) -> np.ndarray | None:
+    """`count` centres of spheres of radius `size` inside a sphere of radius `cavity`, apart by their soft edges too
+    (random sequential addition), or None when they do not fit."""
+    room = cavity - size - 2 * EDGE
+    centres = np.empty((0, 3))
+    for _ in range(500 * count):
+        if len(centres) == count or room < 0:
+            break
+        c = rng.uniform(-room, room, size=3) if room > 0 else np.zeros(3)
+        if np.linalg.norm(c) <= room and np.all(np.linalg.norm(centres - c, axis=1) >= 2 * (size + EDGE)):
+            centres = np.vstack([centres, c])
+    return centres if len(centres) == count else None
+
+
 def cargo_granules(
     rng: np.random.Generator, shell: Lobe, radius: float, volume: float, granule: float
 ) -> tuple[Lobe, ...]:
@@ -202,28 +217,18 @@ def cargo_granules(
     hold `volume` voxels together, at random inside the shell's cavity: granular, so it survives the CTF's cut of
     low frequencies as real packaged RNA does. Lobes in units of `radius`."""
     unit = 4.0 / 3.0 * math.pi * granule**3
-    count = max(1, int(round(volume / unit)))
-    size = _sphere_radius_holding(volume / count)  # soft edges included, so the total is exact
-    # Centres stay clear of the capsid wall and of each other, soft edges included, so the union loses no mass.
-    room = shell.hollow * radius - size - 2 * EDGE
-    centres = np.empty((0, 3))
-    for _ in range(500 * count):  # random sequential addition; the default fill (~30 % of `room`) is far from jamming
-        if len(centres) == count or room <= 0:
+    # Fewer, larger granules where the cavity is too small (in voxels) to hold them apart: a coarse grid.
+    for count in range(max(1, int(round(volume / unit))), 0, -1):
+        size = _sphere_radius_holding(volume / count)  # soft edges included, so the total is exact
+        centres = _random_packing(rng, count, size, shell.hollow * radius)
+        if centres is not None:
             break
-        c = rng.uniform(-room, room, size=3)
-        if np.linalg.norm(c) <= room and np.all(np.linalg.norm(centres - c, axis=1) >= 2 * (size + EDGE)):
-            centres = np.vstack([centres, c])
-    if len(centres) < count:
-        raise UserError(f"{count} cargo granules of {size:.2g} voxels do not fit in the cavity: raise the granule size")
+    else:
+        raise UserError(f"the cargo ({volume:.3g} voxels) does not fit in its shell's cavity: lower the cargo mass")
     granules = tuple(Lobe(tuple(float(v) for v in c / radius), (size / radius,) * 3) for c in centres)
     # Soft tails still overlap a little; the granules' density makes up for it. Packaged RNA is denser than
     # protein (about 1.7-2.0 against 1.35 g/cm3), so a density above 1, up to RNA_DENSITY, is physical.
-    unit = _soft_volume(granules, radius)
-    shell_volume = _soft_volume((shell,), radius)
-    density = volume / unit
-    for _ in range(3):  # where tails meet the capsid, the union keeps the denser one: correct for that too
-        together = _soft_volume((shell, *(replace(g, density=density) for g in granules)), radius)
-        density += (shell_volume + volume - together) / unit
+    density = volume / _soft_volume(granules, radius)
     if density > RNA_DENSITY:
         raise UserError(f"{count} cargo granules of {size:.2g} voxels overlap too much: raise the granule size")
     return tuple(replace(g, density=density) for g in granules)
@@ -364,8 +369,10 @@ def image(
     noise *= wedge
     signal_var = _variance_from_spectrum(spectrum, shape)
     noise_var = _variance_from_spectrum(noise, shape)
-    if imaging.snr > 0 and noise_var > 0 and signal_var > 0:
-        spectrum += noise * np.float32(np.sqrt(signal_var / (imaging.snr * noise_var)))
+    # The SNR is set for voxels of the CZII size; a voxel of k times the volume averages k times the dose.
+    snr = imaging.snr * (voxel_spacing / REFERENCE_SPACING) ** 3
+    if snr > 0 and noise_var > 0 and signal_var > 0:
+        spectrum += noise * np.float32(np.sqrt(signal_var / (snr * noise_var)))
     del noise
     raw = scipy.fft.irfftn(spectrum, s=shape, workers=workers)
     spectrum *= np.exp(-2 * np.pi**2 * imaging.denoise_sigma**2 * k2).astype(np.float32)
@@ -383,7 +390,8 @@ def draw_objects(
 ) -> list[PlacedObject]:
     """How many of each object, how large (voxels), then where."""
     placement, distractors, spacing = settings.placement, settings.distractors, settings.voxel_spacing
-    volume_ratio = float(np.prod(shape)) / float(np.prod(REFERENCE_SHAPE)) * placement.count_scale
+    physical = float(np.prod(shape)) * (spacing / REFERENCE_SPACING) ** 3
+    volume_ratio = physical / float(np.prod(REFERENCE_SHAPE)) * placement.count_scale
     wanted: list[tuple[str, float]] = []
     for c in classes:
         mean = placement.counts.get(c.name, 0.0) * volume_ratio
@@ -403,27 +411,29 @@ def draw_objects(
     return placed
 
 
-def _object_lobes(
+def _object_parts(
     obj: PlacedObject, particle_lobes: dict[str, tuple[Lobe, ...]], settings: SynthParams, rng
-) -> tuple[Lobe, ...]:
+) -> tuple[tuple[Lobe, ...], ...]:
+    """The lobes of one object, per molecule: each part is a union of lobes, and parts add (a VLP's capsid and the
+    RNA it packages are different molecules in different places)."""
     spacing = settings.voxel_spacing
     membrane_thickness_vox = settings.distractors.membrane_thickness / spacing
     if obj.kind == "vesicle":
-        return (Lobe((0, 0, 0), (1.0, 1.0, 1.0), hollow=max(0.0, 1 - membrane_thickness_vox / obj.radius)),)
+        return ((Lobe((0, 0, 0), (1.0, 1.0, 1.0), hollow=max(0.0, 1 - membrane_thickness_vox / obj.radius)),),)
     if obj.kind == "blob":
         axes = tuple(float(a) for a in rng.uniform(0.6, 1.0, size=3))
-        return (Lobe((0, 0, 0), axes, density=float(rng.uniform(0.5, 1.0))),)
+        return ((Lobe((0, 0, 0), axes, density=float(rng.uniform(0.5, 1.0))),),)
     if obj.kind == "lookalike":  # a compact protein: an ellipsoid with the volume of a sphere of its radius
         axes = rng.uniform(0.7, 1.0, size=3)
         axes = axes / np.prod(axes) ** (1.0 / 3.0)
-        return (Lobe((0, 0, 0), tuple(float(a) for a in axes)),)
+        return ((Lobe((0, 0, 0), tuple(float(a) for a in axes)),),)
     lobes = particle_lobes.get(obj.kind, GENERIC_SHAPE)
     cargo = settings.particles.cargo_kda.get(obj.kind, 0.0)
     if cargo > 0:
         volume = protein_volume(cargo, settings.particles) / spacing**3
-        granule = settings.particles.cargo_granule_radius / spacing
-        lobes = lobes + cargo_granules(rng, lobes[0], obj.radius, volume, granule)
-    return lobes
+        granule = max(settings.particles.cargo_granule_radius / spacing, 2.0)  # no finer than the grid can hold
+        return lobes, cargo_granules(rng, lobes[0], obj.radius, volume, granule)
+    return (lobes,)
 
 
 def synthesize_run(
@@ -438,7 +448,8 @@ def synthesize_run(
     objects = draw_objects(rng, s, s.shape, classes)
     density = np.zeros(s.shape, dtype=np.float32)
     for obj in objects:
-        _stamp(density, obj, _object_lobes(obj, particle_lobes, s, rng))
+        for lobes in _object_parts(obj, particle_lobes, s, rng):
+            _stamp(density, obj, lobes)
     return image(density, s.voxel_spacing, s.imaging, rng), objects
 
 
