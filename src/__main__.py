@@ -109,7 +109,7 @@ def info(
     proj = CopickProject(path, p.classes.weights, p.data.picks_user)
     typer.echo(f"classes: {', '.join(f'{c.name} (r={c.radius:g} A, w={c.weight:g})' for c in proj.classes)}")
     for run in proj.run_names():
-        picks = proj.picks(run)
+        picks = proj.picks(run, proj.volume_shape(run, p.data.tomo_type, p.data.voxel_spacing))
         typer.echo(f"{run}: {len(picks)} picks " + json.dumps(picks.particle_type.value_counts().to_dict()))
 
 
@@ -221,7 +221,8 @@ def solution(
                 raise UserError(f"--split must be test or <1|2>/<train|val>, got '{split_part}'") from None
     elif runs:
         names = [r.strip() for r in runs.split(",") if r.strip()]
-    frame = pd.concat([proj.picks(r) for r in names], ignore_index=True)
+    shapes = [proj.volume_shape(r, p.data.tomo_type, p.data.voxel_spacing) for r in names]
+    frame = pd.concat([proj.picks(r, shape) for r, shape in zip(names, shapes, strict=True)], ignore_index=True)
     frame.insert(0, "id", range(len(frame)))
     with atomic_output(out) as tmp:
         frame.to_csv(tmp, index=False)

@@ -210,3 +210,18 @@ def test_a_fifth_attention_module_through_the_registry_alone(workspace, tmp_path
     statistics = (ws / "paper" / "statistics.md").read_text()
     assert "unet_toy" in statistics
     assert (ws / "paper" / "per_class.png") in written and (ws / "paper" / "per_class.png").stat().st_size > 0
+
+
+def test_a_patch_larger_than_a_training_tomogram_is_one_sentence_before_any_work(workspace, tmp_path):
+    """Real data (copick source), where the volume's shape is known only from its files: refused before training."""
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace, ws)
+    raw = yaml.safe_load((ws / "params.yaml").read_text())
+    raw["data"].update(source="copick", copick_config=str(ws / "data" / "project" / "copick_config.json"))
+    raw["study"]["patches"]["p64"] = [64, 64, 64]  # the tiny tomograms are 32 deep
+    (ws / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = _train(ws, tmp_path / "mlruns")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and "larger than run" in err and "train.patch_scale" in err
+    assert not (ws / "models").exists() or not any((ws / "models").iterdir())

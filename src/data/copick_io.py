@@ -56,9 +56,21 @@ class Tomogram:
     name: str = ""
 
     @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
     def extent(self) -> np.ndarray:
         """Size in Angstrom along x, y, z (the order of pick coordinates)."""
         return np.array(self.data.shape[::-1], dtype=float) * self.voxel_spacing
+
+
+@dataclass
+class VolumeShape:
+    """A tomogram's shape (z, y, x) and voxel spacing, read from its metadata without its voxels."""
+
+    shape: tuple[int, ...]
+    voxel_spacing: float
 
 
 def spacing_folder(voxel_spacing: float) -> str:
@@ -365,19 +377,20 @@ def read_picks_json(path: Path, run: str) -> tuple[str, np.ndarray]:
     return payload.get("pickable_object_name", path.stem), np.array(centres, dtype=float).reshape(-1, 3)
 
 
-def check_points_inside(picks: pd.DataFrame, tomo: Tomogram, where: str) -> None:
+def check_points_inside(picks: pd.DataFrame, tomo: Tomogram | VolumeShape, where: str) -> None:
     """Points must lie inside the volume (within half a voxel of its edge voxels' centres)."""
     if picks.empty:
         return
     xyz = picks[COORDS].to_numpy()
-    upper = (np.array(tomo.data.shape[::-1]) - 0.5) * tomo.voxel_spacing
+    upper = (np.array(tomo.shape[::-1]) - 0.5) * tomo.voxel_spacing
     lower = -0.5 * tomo.voxel_spacing
     outside = ((xyz < lower) | (xyz > upper)).any(axis=1)
     if outside.any():
         row = picks[outside].iloc[0]
         raise DataError(
-            f"{where}: {outside.sum()} picks lie outside the {tomo.data.shape} volume, e.g. {row.particle_type} at "
-            f"({row.x:.1f}, {row.y:.1f}, {row.z:.1f}) A; extent is {tomo.extent.round(1).tolist()} A (x, y, z)"
+            f"{where}: {outside.sum()} picks lie outside the {tuple(tomo.shape)} volume, e.g. {row.particle_type} at "
+            f"({row.x:.1f}, {row.y:.1f}, {row.z:.1f}) A; extent is "
+            f"{(np.array(tomo.shape[::-1]) * tomo.voxel_spacing).round(1).tolist()} A (x, y, z)"
         )
 
 
@@ -457,10 +470,28 @@ class CopickProject:
         inside(folder, self.overlay_root, folder=True)
         return folder
 
-    def picks(self, run: str, tomogram: Tomogram | None = None) -> pd.DataFrame:
+    def volume_shape(self, run: str, tomo_type: str, voxel_spacing: float) -> VolumeShape:
+        """Shape and true spacing of a run's tomogram from its metadata alone (no voxels read)."""
+        path = self.tomogram_path(run, tomo_type, voxel_spacing)
+        try:
+            node = zarr.open(str(path), mode="r")
+            spacing = _zarr_spacing(node, str(path)) if isinstance(node, zarr.Group) else None
+            if isinstance(node, zarr.Group):
+                multiscales = node.attrs.get("multiscales")
+                node = node[multiscales[0]["datasets"][0]["path"] if multiscales else "0"]
+            array = node
+            return VolumeShape(tuple(array.shape), spacing or voxel_spacing)
+        except DataError:
+            raise
+        except Exception as err:  # a missing or damaged store: name it
+            raise DataError(
+                f"run {run}: cannot read the shape of its '{tomo_type}' tomogram at {path} ({err})"
+            ) from None
+
+    def picks(self, run: str, tomogram: Tomogram | VolumeShape | None = None) -> pd.DataFrame:
         """All particle picks of a run as a DataFrame (experiment, particle_type, x, y, z in Angstrom).
 
-        With a tomogram given, points outside its volume are an error.
+        With a tomogram (or its shape) given, points outside its volume are an error.
         """
         known = by_name(self.classes)
         frames = []

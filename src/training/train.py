@@ -300,6 +300,15 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = F
         **asdict(t.network),
     ).to(device)
     patch = Study.from_params(params).trained_patch(cell.patch, t.patch_scale, model.size_divisor)
+    split = read_split(params.split.out)
+    train_runs = split["samples"][cell.sample_number]["train"]
+    for run in train_runs:  # from the metadata, before any work: a patch must fit every training tomogram
+        shape = project.volume_shape(run, params.data.tomo_type, params.data.voxel_spacing).shape
+        if any(p > s for p, s in zip(patch, shape, strict=True)):
+            raise UserError(
+                f"cell {cell.name} trains patches of {list(patch)} voxels, larger than run {run}'s tomogram "
+                f"{list(shape)}: lower train.patch_scale or study.patches.{cell.patch}"
+            )
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     fingerprint = cell_fingerprint(_flat_params(cell, params, patch), model.config)
     state = TrainState()
@@ -317,8 +326,7 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = F
         paths.partial.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create {paths.partial}: {err.strerror}") from None
-    split = read_split(params.split.out)
-    volumes, voxel_spacing = training_volumes(project, split["samples"][cell.sample_number]["train"], params)
+    volumes, voxel_spacing = training_volumes(project, train_runs, params)
     return CellSession(
         cell=cell,
         params=params,

@@ -263,6 +263,18 @@ OTHER = [
         COMMANDS["show"],
         (RUN, "outside"),
     ),
+    *(
+        Case(
+            f"picks-outside/{command}",
+            write(
+                f"{PICKS}/ribosome.json",
+                '{"pickable_object_name": "ribosome", "points": [{"location": {"x": 99999.0, "y": 10.0, "z": 10.0}}]}',
+            ),
+            COMMANDS[command],
+            (RUN, "outside"),
+        )
+        for command in ("info", "solution")
+    ),
     Case(
         "picks-outside/data",
         linked(
