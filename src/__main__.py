@@ -16,6 +16,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # "[params: synth.runs]" in a help text is text, not markup to drop
     help="Attention 3D U-Nets for particle picking in cryo-ET tomograms (data, split, and more per stage).",
 )
 

@@ -95,3 +95,14 @@ def test_yaml_and_os_errors_are_one_sentence(tmp_path):
     bad.write_text("")
     with pytest.raises(ParamsError, match="is empty"):
         load_params(bad)
+
+
+def test_help_shows_which_param_an_option_defaults_to():
+    """`[params: synth.runs]` in an option's help is text, not markup for the help renderer to drop."""
+    from typer.testing import CliRunner
+
+    from src.__main__ import app
+
+    result = CliRunner().invoke(app, ["synth", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "[params: synth.runs]" in result.output and "[params: synth.shape]" in result.output
