@@ -367,19 +367,9 @@ def fit_epoch(session: CellSession, epoch: int, bar: tqdm | None = None) -> dict
 def validate(session: CellSession, epoch: int):
     """Score the current model on the sample's validation runs with the competition metric, through the real
     predict path; keep it as `best.pt` when it beats the best so far. Returns the score result."""
-    params, partial, state = session.params, session.paths.partial, session.state
+    partial, state = session.paths.partial, session.state
     save_checkpoint(partial / "current.pt", session.model, **session.checkpoint_meta())
-    runs = session.sample["val"]
-    points = predict_runs(
-        load_checkpoint(partial / "current.pt", session.device),
-        session.project,
-        runs,
-        params.data.tomo_type,
-        params.data.voxel_spacing,
-        params,
-        progress=False,
-    )
-    val = fbeta_score(_solution(session.project, runs), points, session.classes)
+    val = _score_runs(session, load_checkpoint(partial / "current.pt", session.device), session.sample["val"])
     if val.score > state.best_score:
         state.best_score, state.best_epoch = val.score, epoch + 1
         os.replace(partial / "current.pt", partial / "best.pt")
@@ -407,19 +397,19 @@ def select_and_tune(session: CellSession) -> dict[str, float]:
 def evaluate_test_set(session: CellSession):
     """The best checkpoint on the common test set, through the same predict path users run: (score result,
     inference seconds per tomogram)."""
-    params, runs = session.params, session.split["test"]
+    runs = session.split["test"]
     start = time.perf_counter()
+    test = _score_runs(session, session.paths.partial / "best.pt", runs)
+    return test, (time.perf_counter() - start) / max(len(runs), 1)
+
+
+def _score_runs(session: CellSession, checkpoint, runs: list[str]):
+    """The competition score of a checkpoint on annotated runs, through the predict path users run."""
+    params = session.params
     points = predict_runs(
-        session.paths.partial / "best.pt",
-        session.project,
-        runs,
-        params.data.tomo_type,
-        params.data.voxel_spacing,
-        params,
-        progress=False,
+        checkpoint, session.project, runs, params.data.tomo_type, params.data.voxel_spacing, params, progress=False
     )
-    seconds = (time.perf_counter() - start) / max(len(runs), 1)
-    return fbeta_score(_solution(session.project, runs), points, session.classes), seconds
+    return fbeta_score(_solution(session.project, runs), points, session.classes)
 
 
 def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float], durations: dict) -> dict:
