@@ -280,13 +280,13 @@ def _inside(value, interval: str) -> bool:
     return above and (value < hi or (interval[-1] == "]" and value == hi))
 
 
-def _range_problems(section, where: str) -> list[str]:
+def range_problems(section, where: str) -> list[str]:
     """'<key> = <value> (must be in <interval>)' for every value outside its field's declared range."""
     problems = []
     for f in dataclasses.fields(section):
         value, name = getattr(section, f.name), f"{where}.{f.name}"
         if dataclasses.is_dataclass(value):
-            problems += _range_problems(value, name)
+            problems += range_problems(value, name)
         elif "range" in f.metadata:
             for key, v in value.items() if isinstance(value, dict) else [(None, value)]:
                 if not all(_inside(x, f.metadata["range"]) for x in (v if isinstance(v, tuple) else [v])):
@@ -297,13 +297,20 @@ def _range_problems(section, where: str) -> list[str]:
     return problems
 
 
-def _consistency_problems(p: Params) -> list[str]:
-    """Ranges that depend on another value."""
-    s, problems = p.synth, []
-    for name in ("vesicle_radius", "blob_radius"):
+def synth_order_problems(s: SynthParams) -> list[str]:
+    """The [min, max] pairs of the synthetic distractors out of order."""
+    problems = []
+    for name in ("vesicle_radius", "blob_radius", "lookalike_mass_kda"):
         lo, hi = getattr(s.distractors, name)
         if lo > hi:
             problems.append(f"synth.distractors.{name} = {[lo, hi]} (must be [min, max] with min <= max)")
+    return problems
+
+
+def _consistency_problems(p: Params) -> list[str]:
+    """Ranges that depend on another value."""
+    s = p.synth
+    problems = synth_order_problems(s)
     start, stop, step = p.predict.threshold_grid
     if not (start <= stop and step > 0):
         problems.append(f"predict.threshold_grid = {[start, stop, step]} (must be start <= stop and step > 0)")
@@ -338,7 +345,7 @@ def _consistency_problems(p: Params) -> list[str]:
 def parse_params(raw: dict) -> Params:
     """Params from params.yaml's content; every value out of range is reported at once."""
     params = _build(Params, raw, "params")
-    problems = _range_problems(params, "params")
+    problems = range_problems(params, "params")
     problems = [q.removeprefix("params.") for q in problems] + _consistency_problems(params)
     if problems:
         raise ParamsError(f"{len(problems)} params out of range: " + "; ".join(problems))

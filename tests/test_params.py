@@ -106,3 +106,10 @@ def test_help_shows_which_param_an_option_defaults_to():
     result = CliRunner().invoke(app, ["synth", "--help"], terminal_width=200)
     assert result.exit_code == 0
     assert "[params: synth.runs]" in result.output and "[params: synth.shape]" in result.output
+
+
+def test_a_reversed_lookalike_mass_range_is_refused_when_params_load():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["synth"]["distractors"]["lookalike_mass_kda"] = [700.0, 150.0]
+    with pytest.raises(ParamsError, match=r"synth\.distractors\.lookalike_mass_kda = \[700\.0, 150\.0\]"):
+        parse_params(raw)

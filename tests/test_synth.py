@@ -2,6 +2,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 
 import copick
 import numpy as np
@@ -202,15 +203,27 @@ def test_shells_keep_their_outer_radius_and_get_the_wall_their_mass_fills(params
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"particles": {"mass_kda": {"ribosome": -5.0}}}, "mass_kda.ribosome must be > 0"),
-        ({"particles": {"protein_density": 0.0}}, "protein_density must be > 0"),
+        (
+            {"particles": {"mass_kda": {"ribosome": -5.0}}},
+            "synth.particles.mass_kda.ribosome = -5.0 (must be in (0, inf))",
+        ),
+        ({"particles": {"protein_density": 0.0}}, "synth.particles.protein_density = 0.0 (must be in (0, inf))"),
         ({"particles": {"mass_kda": {"apo-ferritin": 5000.0}}}, "apo-ferritin: its mass fills"),
-        ({"imaging": {"snr": 0.0}}, "snr must be > 0"),
-        ({"distractors": {"lookalike_mass_kda": (700.0, 150.0)}}, "lookalike_mass_kda"),
+        ({"imaging": {"snr": 0.0}}, "synth.imaging.snr = 0 (must be > 0, .inf for no noise)"),
+        (
+            {"distractors": {"lookalike_mass_kda": (700.0, 150.0)}},
+            "synth.distractors.lookalike_mass_kda = [700.0, 150.0] (must be [min, max] with min <= max)",
+        ),
         ({"particles": {"cargo_kda": {"ribosome": 100.0}}}, "only a shell class can hold cargo"),
         ({"particles": {"cargo_kda": {"apo-ferritin": 900.0}}}, "more than half of its cavity"),
-        ({"particles": {"cargo_granule_radius": 0.0}}, "cargo_granule_radius must be > 0"),
-        ({"placement": {"unannotated": {"beta-amylase": 1.0}}}, "unannotated.beta-amylase must be in"),
+        (
+            {"particles": {"cargo_granule_radius": 0.0}},
+            "synth.particles.cargo_granule_radius = 0.0 (must be in (0, inf))",
+        ),
+        (
+            {"placement": {"unannotated": {"beta-amylase": 1.0}}},
+            "synth.placement.unannotated.beta-amylase = 1.0 (must be in [0, 1))",
+        ),
     ],
 )
 def test_bad_realism_params_are_one_sentence_before_any_work(tmp_path, params, change, message):
@@ -221,7 +234,7 @@ def test_bad_realism_params_are_one_sentence_before_any_work(tmp_path, params, c
         if key in values:
             values = {key: {**getattr(current, key), **values[key]}}
     settings = dataclasses.replace(s, runs=1, shape=TINY_SHAPE, **{section: dataclasses.replace(current, **values)})
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=re.escape(message)):
         synthesize_project(tmp_path / "p", settings, CZII_CLASSES, 10.0, progress=False)
     assert not (tmp_path / "p").exists()
 

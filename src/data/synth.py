@@ -49,7 +49,7 @@ from src.data.copick_io import (
     write_zarr_tomogram,
 )
 from src.errors import UserError
-from src.params import ImagingParams, ParticleParams, SynthParams
+from src.params import ImagingParams, ParticleParams, SynthParams, range_problems, synth_order_problems
 
 # The paper's per-tomogram counts refer to the CZII tomograms' size.
 REFERENCE_SHAPE = (184, 630, 630)
@@ -235,24 +235,12 @@ def cargo_granules(
 
 
 def check_realism(settings: SynthParams) -> None:
-    """Realism parameters that would make a NaN or meaningless volume: one sentence before any work."""
-    p, d, i = settings.particles, settings.distractors, settings.imaging
-    problems = [f"synth.particles.mass_kda.{k} must be > 0, got {v:g}" for k, v in p.mass_kda.items() if not v > 0]
-    for name, fraction in settings.placement.unannotated.items():
-        if not 0 <= fraction < 1:
-            problems.append(f"synth.placement.unannotated.{name} must be in [0, 1), got {fraction:g}")
-    if not p.cargo_granule_radius > 0:
-        problems.append(f"synth.particles.cargo_granule_radius must be > 0, got {p.cargo_granule_radius:g}")
-    if not p.protein_density > 0:
-        problems.append(f"synth.particles.protein_density must be > 0, got {p.protein_density:g}")
-    if not i.snr > 0:
-        problems.append(f"synth.imaging.snr must be > 0 (.inf for no noise), got {i.snr:g}")
-    low, high = d.lookalike_mass_kda
-    if not 0 < low <= high:
-        problems.append(f"synth.distractors.lookalike_mass_kda must be 0 < low <= high, got [{low:g}, {high:g}]")
-    for name, (lo, hi) in (("vesicle_radius", d.vesicle_radius), ("blob_radius", d.blob_radius)):
-        if not 0 < lo <= hi:
-            problems.append(f"synth.distractors.{name} must be 0 < low <= high, got [{lo:g}, {hi:g}]")
+    """Realism parameters that would make a NaN or meaningless volume, with the ranges params.yaml declares (for
+    settings built in code too): one sentence before any work."""
+    problems = range_problems(settings.particles, "synth.particles")
+    problems += range_problems(settings.placement, "synth.placement") + synth_order_problems(settings)
+    if not settings.imaging.snr > 0:  # in code, .inf means no noise
+        problems.append(f"synth.imaging.snr = {settings.imaging.snr:g} (must be > 0, .inf for no noise)")
     if problems:
         raise UserError("; ".join(problems))
 
