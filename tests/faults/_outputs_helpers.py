@@ -61,6 +61,20 @@ def assert_one_error(result: subprocess.CompletedProcess, names: str | tuple[str
     return errors[0]
 
 
+def assert_outcome(case: Case, out: Outcome) -> None:
+    """The checks every table case gets: no traceback; a clean one-line error or the expected exit code; files
+    unchanged by a refused command; nothing written outside the project."""
+    result = out.result
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    if case.rc == 2:
+        assert_one_error(result, case.names)
+    else:
+        assert result.returncode == case.rc, result.stderr[-3000:]
+    if case.unchanged:
+        assert out.after == out.before, "files changed by a refused command"
+    assert out.outside_after == out.outside_before, "something was written outside the project"
+
+
 @dataclass
 class Case:
     """One (fault, command) pair: `setup` prepares the case folder (the command's cwd); `args` are the CLI arguments;
