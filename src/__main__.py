@@ -316,11 +316,16 @@ def thresholds(
 
 @app.command()
 def train(
-    cell: Annotated[str | None, typer.Option(help="A cell name such as unet_se-c16-p128-s1.")] = None,
+    cell: Annotated[
+        str | None, typer.Option(help="A cell name such as unet_se-c16-p128-s1-r0 (without -r<seed>: the first seed).")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="A model key [params: study.models] (instead of --cell).")] = None,
     channels: Annotated[str | None, typer.Option(help="Channel config key [params: study.channels].")] = None,
     patch: Annotated[str | None, typer.Option(help="Patch size key [params: study.patches].")] = None,
     sample: Annotated[str | None, typer.Option(help="Data sample key [params: study.samples].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Replicate seed, one of [params: train.seeds] (default: the first).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue from the last epoch checkpoint of an interrupted run.")
     ] = False,
@@ -329,24 +334,24 @@ def train(
         typer.Option("--force", help="Replace an existing models/<cell> folder even if this program did not make it."),
     ] = False,
 ):
-    """Train one grid cell (DVC stage train@<cell>): fit, validate, tune thresholds, test, log to MLflow."""
+    """Train one grid cell (DVC stage train@<configuration>-<seed>): fit, validate, tune thresholds, test, log."""
     p = load_params()
     from src.study import Study
 
     study = Study.from_params(p)
     if cell is not None:
-        if any(v is not None for v in (model, channels, patch, sample)):
-            raise UserError("give either --cell or --model/--channels/--patch/--sample, not both")
+        if any(v is not None for v in (model, channels, patch, sample, seed)):
+            raise UserError("give either --cell or --model/--channels/--patch/--sample/--seed, not both")
         chosen = study.parse(cell)
     elif None in (model, channels, patch, sample):
         raise UserError("give --cell NAME, or all of --model, --channels, --patch and --sample")
     else:
-        chosen = study.cell(model, channels, patch, sample)
+        chosen = study.cell(model, channels, patch, sample, seed)
     from src.training.train import train_cell  # torch: after the cheap checks
 
     record = train_cell(chosen, p, resume=resume, force=force)
     typer.echo(
-        f"{chosen.name}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "
+        f"{chosen.run_name}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "
         f"{record['train_minutes']:.1f} min; MLflow run {record['mlflow_run_id']}"
     )
 

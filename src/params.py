@@ -196,7 +196,7 @@ class TrainParams:
     tversky_alpha: float = ranged(PROBABILITY)
     tversky_beta: float = ranged(PROBABILITY)
     val_every: int = ranged(AT_LEAST_1)
-    seed: int = ranged(NON_NEGATIVE)
+    seeds: tuple[int, ...] = ranged(NON_NEGATIVE)
     amp: bool
     augment: AugmentParams
 
@@ -319,6 +319,8 @@ def _consistency_problems(p: Params) -> list[str]:
             f"predict.min_blob_fraction = {p.predict.min_blob_fraction} (must be <= predict.max_blob_fraction "
             f"= {p.predict.max_blob_fraction})"
         )
+    if len(set(p.train.seeds)) != len(p.train.seeds):
+        problems.append(f"train.seeds = {list(p.train.seeds)} (must be distinct: each names a replicate)")
     if p.train.tversky_alpha + p.train.tversky_beta <= 0:
         problems.append("train.tversky_alpha + train.tversky_beta = 0 (must be > 0)")
     n_val = round(p.split.val_fraction * p.split.runs_per_sample)

@@ -26,16 +26,29 @@ def size_label(sizes: Sequence[int], sep: str = "x") -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run of the grid: (model, channel config, patch size, sample), each a study key."""
+    """One training run of the grid: (model, channel config, patch size, sample), each a study key, and its seed.
+    Replicates of one configuration differ only in the seed: unet_se-c16-p128-s1-r0, unet_se-c16-p128-s1-r1."""
 
     model: str
     channels: str  # e.g. "c16"
     patch: str  # e.g. "p128"
     sample: str  # e.g. "s1"
+    seed: int = 0
 
     @property
     def name(self) -> str:
+        """The configuration, without the seed: what replicates share and the report pairs, e.g. unet_se-c16-p128-s1."""
         return f"{self.model}-{self.channels}-{self.patch}-{self.sample}"
+
+    @property
+    def run_name(self) -> str:
+        """This replicate: its model folder, metrics file and MLflow run, e.g. unet_se-c16-p128-s1-r0."""
+        return f"{self.name}-r{self.seed}"
+
+    @property
+    def stage(self) -> str:
+        """Its DVC stage: dvc.yaml's matrix names it by the seed's value (train@unet_se-c16-p128-s1-0)."""
+        return f"train@{self.name}-{self.seed}"
 
     @property
     def sample_number(self) -> str:
@@ -50,6 +63,7 @@ class Study:
     channels: Mapping[str, tuple[int, ...]]
     patches: Mapping[str, tuple[int, int, int]]  # the paper's sizes
     samples: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)  # train.seeds: every configuration trains once per seed
 
     def __post_init__(self):
         for kind, keys in self.axes().items():
@@ -63,11 +77,14 @@ class Study:
         bad = [s for s in self.samples if not re.fullmatch(r"s\d+", s)]
         if bad:
             raise UserError(f"study.samples entry '{bad[0]}' must be s<number>, naming a sample of the split")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise UserError(f"train.seeds {list(self.seeds)} must be distinct non-negative integers, at least one")
 
     @classmethod
     def from_params(cls, params: Params | StudyParams) -> Study:
         s = params.study if isinstance(params, Params) else params
-        return cls(s.baseline, dict(s.models), dict(s.channels), dict(s.patches), tuple(s.samples))
+        seeds = tuple(params.train.seeds) if isinstance(params, Params) else (0,)
+        return cls(s.baseline, dict(s.models), dict(s.channels), dict(s.patches), tuple(s.samples), seeds)
 
     def axes(self) -> dict[str, tuple[str, ...]]:
         """The grid's four axes, in cell-name order."""
@@ -95,24 +112,39 @@ class Study:
     def patch_keys(self) -> tuple[str, ...]:
         return tuple(self.patches)
 
-    def cell(self, model: str, channels: str, patch: str, sample: str) -> Cell:
-        """The cell of these keys; a key the study does not have is an error."""
+    def cell(self, model: str, channels: str, patch: str, sample: str, seed: int | None = None) -> Cell:
+        """The cell of these keys and seed (default: the first of train.seeds); a key or seed the study does not have
+        is an error."""
         for value, (kind, allowed) in zip((model, channels, patch, sample), self.axes().items(), strict=True):
             if value not in allowed:
                 raise UserError(f"'{value}' is not one of the study's {kind}: {', '.join(allowed)}")
-        return Cell(model, channels, patch, sample)
+        if seed is None:
+            seed = self.seeds[0]
+        if seed not in self.seeds:
+            raise UserError(f"seed {seed} is not one of train.seeds: {', '.join(map(str, self.seeds))}")
+        return Cell(model, channels, patch, sample, seed)
 
     def parse(self, name: str) -> Cell:
-        """A cell from its name, e.g. `unet_se-c16-p128-s1`."""
+        """A cell from its name, e.g. `unet_se-c16-p128-s1-r0`; without `-r<seed>` it is the first seed's."""
         parts = name.split("-")
+        seed = None
+        if len(parts) == 5 and re.fullmatch(r"r\d+", parts[-1]):
+            seed = int(parts.pop()[1:])
         if len(parts) != 4:
-            raise UserError(f"'{name}' is not a cell name like {self.cells()[0].name} (model-channels-patch-sample)")
-        return self.cell(*parts)
+            raise UserError(
+                f"'{name}' is not a cell name like {self.cells()[0].run_name} (model-channels-patch-sample-r<seed>)"
+            )
+        return self.cell(*parts, seed=seed)
 
     def cells(self) -> list[Cell]:
-        """Every cell of the grid, in the paper's table order (sample, model, channels, patch)."""
+        """Every cell of the grid, in the paper's table order (sample, model, channels, patch), then by seed."""
         return [
-            Cell(m, c, p, s) for s in self.samples for m in self.models for c in self.channels for p in self.patches
+            Cell(m, c, p, s, r)
+            for s in self.samples
+            for m in self.models
+            for c in self.channels
+            for p in self.patches
+            for r in self.seeds
         ]
 
     def label(self, model: str) -> str:

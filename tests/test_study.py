@@ -23,13 +23,14 @@ def study(params) -> Study:
 def test_grid_is_every_combination_of_the_keys_in_table_order(study):
     cells = study.cells()
     assert len(cells) == len(study.models) * len(study.channels) * len(study.patches) * len(study.samples)
-    assert len({c.name for c in cells}) == len(cells)
-    assert [c.name for c in cells[:2]] == [
-        f"{study.baseline}-{study.channel_keys[0]}-{study.patch_keys[0]}-{study.samples[0]}",
-        f"{study.baseline}-{study.channel_keys[0]}-{study.patch_keys[1]}-{study.samples[0]}",
-    ]
+    assert len({c.run_name for c in cells}) == len(cells)
+    assert len(cells) == len(study.models) * len(study.channels) * len(study.patches) * len(study.samples) * len(
+        study.seeds
+    )
+    first = f"{study.baseline}-{study.channel_keys[0]}-{study.patch_keys[0]}-{study.samples[0]}"
+    assert cells[0].name == first and cells[0].run_name == f"{first}-r{study.seeds[0]}"
     for cell in cells:
-        assert study.parse(cell.name) == cell
+        assert study.parse(cell.run_name) == cell
     assert study.baseline not in study.variants and set(study.variants) | {study.baseline} == set(study.models)
 
 
@@ -41,6 +42,8 @@ def test_grid_is_every_combination_of_the_keys_in_table_order(study):
         ("unet-c64-p128-s1", "not one of the study's channels"),
         ("unet-c16-p256-s1", "not one of the study's patches"),
         ("unet-c16-p128-s3", "not one of the study's samples"),
+        ("unet-c16-p128-s1-r7", "not one of train.seeds"),
+        ("unet-c16-p128-s1-7", "model-channels-patch-sample"),
     ],
 )
 def test_bad_cell_names_get_one_sentence(study, name, message):
@@ -79,4 +82,13 @@ def test_dvc_grid_is_the_study_grid(study):
     listed = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=REPO, capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
     stages = [s for s in listed.stdout.split() if s.startswith("train@")]
-    assert sorted(stages) == sorted(f"train@{c.name}" for c in study.cells())
+    assert sorted(stages) == sorted(c.stage for c in study.cells())
+
+
+def test_seeds_are_a_grid_axis_of_replicates(params):
+    study = Study.from_params(dataclasses.replace(params, train=dataclasses.replace(params.train, seeds=(0, 5))))
+    cells = study.cells()
+    assert len(cells) == 2 * len(Study.from_params(params).cells())
+    assert cells[0].name == cells[1].name and (cells[0].seed, cells[1].seed) == (0, 5)
+    assert study.parse(cells[1].run_name) == cells[1] and cells[1].run_name.endswith("-r5")
+    assert study.parse(cells[1].name).seed == 0  # without -r<seed>: the first seed

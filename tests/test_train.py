@@ -20,7 +20,7 @@ from src import tracking
 from tests.conftest import REPO
 from tests.test_pipeline import _fresh_copy
 
-CELL = "unet_se-c16-p64-s1"
+CELL = "unet_se-c16-p64-s1-r0"
 
 
 def tiny_params(raw: dict, epochs: int = 2) -> dict:
@@ -115,11 +115,10 @@ def test_tiny_grid_through_dvc_repro_into_a_fresh_store(tmp_path):
     raw = tiny_params(yaml.safe_load((repo / "params.yaml").read_text()))
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
     store = tmp_path / "store"
-    cells = ["unet-c16-p64-s1", "unet_ag-c16-p64-s1"]
+    cells = ["unet-c16-p64-s1-r0", "unet_ag-c16-p64-s1-r0"]
+    stages = {c: f"train@{c.removesuffix('-r0')}-0" for c in cells}  # dvc.yaml's matrix names the seed by value
     env = {**os.environ, "CRYOET_MLRUNS": str(store)}
-    result = subprocess.run(
-        ["dvc", "repro", *[f"train@{c}" for c in cells]], cwd=repo, env=env, capture_output=True, text=True
-    )
+    result = subprocess.run(["dvc", "repro", *stages.values()], cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     client, runs = _runs(store)
@@ -130,9 +129,10 @@ def test_tiny_grid_through_dvc_repro_into_a_fresh_store(tmp_path):
         run = by_name[cell]
         assert record["mlflow_run_id"] == run.info.run_id and run.info.status == "FINISHED"
         assert run.data.metrics["test_score"] == pytest.approx(record["test_score"])
-        assert run.data.tags["dvc_stage"] == f"train@{cell}" and run.data.tags["model"] == record["model"]
+        assert run.data.tags["dvc_stage"] == stages[cell] and run.data.tags["model"] == record["model"]
         assert tracking.read_sizes(run.data.params) == ((16, 16, 32, 32), (16, 32, 32))
-        assert run.data.params["epochs"] == "2"
+        assert run.data.params["epochs"] == "2" and run.data.params["seed"] == "0"
+        assert record["seed"] == 0 and record["hardware"]["torch_threads"] >= 1 and record["hardware"]["deterministic"]
         assert run.data.params["attention"] == raw["study"]["models"][record["model"]]["attention"]
         assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
         assert {"train_minutes", "seconds_per_epoch", "inference_seconds_per_tomogram"} <= set(run.data.metrics)
@@ -144,15 +144,14 @@ def test_tiny_grid_through_dvc_repro_into_a_fresh_store(tmp_path):
             assert all(set(c) == {"tp", "fp", "fn"} for c in by_class.values())
         assert "test_counts.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert f"train@{cells[0]}" in lock["stages"]
-    assert set(lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]) >= {
+    first = lock["stages"][stages[cells[0]]]["params"]["params.yaml"]
+    assert set(first) >= {
         "study.channels.c16",
         "study.patches.p64",
         "study.models.unet.attention",
         "study.models.unet.attention_kwargs",
     }
-    assert "study.channels.c32" not in lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]
-    assert "study.models.unet_ag.attention" not in lock["stages"][f"train@{cells[0]}"]["params"]["params.yaml"]
+    assert "study.channels.c32" not in first and "study.models.unet_ag.attention" not in first
 
 
 class ToyGain(torch.nn.Module):

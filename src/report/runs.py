@@ -87,8 +87,8 @@ def load_runs(metrics_dir: str | Path, study: Study, tracking_uri: str | None = 
             ) from None
         cell = study.parse(record["cell"])
         tagged = run.data.tags.get("cell", run.info.run_name)
-        if tagged != cell.name:
-            raise UserError(f"{where} is cell {cell.name} but its MLflow run {run_id} is cell {tagged}")
+        if tagged != record["cell"]:
+            raise UserError(f"{where} is cell {record['cell']} but its MLflow run {run_id} is cell {tagged}")
         row = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
         row["sample"] = cell.sample
         # The sizes the cell trained with: from the run, else from its metrics file (runs logged before the sizes

@@ -36,6 +36,7 @@ from src.data.masks import label_mask
 from src.data.prepare import MANIFEST_NAME, open_project
 from src.data.split import read_split
 from src.errors import UserError
+from src.hardware import hardware_record, use_deterministic_algorithms
 from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_thresholds
 from src.inference.predict import default_device, predict_runs, tune_on_runs
 from src.metric import fbeta_score
@@ -71,13 +72,15 @@ def _flat_params(cell: Cell, params: Params, patch: tuple[int, int, int]) -> dic
     t = params.train
     model = params.study.models[cell.model]
     flat = {
-        "cell": cell.name,
+        "cell": cell.run_name,
+        "configuration": cell.name,
         "model": cell.model,
         "sample": cell.sample_number,
+        "seed": cell.seed,
         "attention": model.attention,
         **_flatten("attention_kwargs", model.attention_kwargs),
         **tracking.size_params(params.study.channels[cell.channels], patch),
-        **{k: v for k, v in asdict(t).items() if k not in ("augment", "network")},
+        **{k: v for k, v in asdict(t).items() if k not in ("augment", "network", "seeds")},
         **_flatten("network", t.network),
         **_flatten("augment", t.augment),
         **_flatten("predict", params.predict),
@@ -152,7 +155,8 @@ class CellPaths:
     @classmethod
     def of(cls, cell: Cell, t) -> CellPaths:
         models = Path(t.models_dir)
-        return cls(models / cell.name, models / f".{cell.name}.partial", Path(t.metrics_dir) / f"{cell.name}.json")
+        name = cell.run_name
+        return cls(models / name, models / f".{name}.partial", Path(t.metrics_dir) / f"{name}.json")
 
 
 @dataclass
@@ -254,7 +258,7 @@ def _resume(cell: Cell, last: Path, device, model, optimizer, fingerprint: dict)
         what = changed[0] if changed else "the params fingerprint changed"
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         raise UserError(
-            f"cannot resume {cell.name} from {last}: {what}{more} since it was saved; "
+            f"cannot resume {cell.run_name} from {last}: {what}{more} since it was saved; "
             "restore them or start over without --resume"
         )
     try:
@@ -263,7 +267,7 @@ def _resume(cell: Cell, last: Path, device, model, optimizer, fingerprint: dict)
         return TrainState(**saved["state"])
     except Exception as err:
         raise UserError(
-            f"{last} does not fit the model of {cell.name} ({type(err).__name__}); start over without --resume"
+            f"{last} does not fit the model of {cell.run_name} ({type(err).__name__}); start over without --resume"
         ) from None
 
 
@@ -286,12 +290,13 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = F
     its MLflow run marked FAILED."""
     t = params.train
     device = default_device()
+    use_deterministic_algorithms()  # before the first CUDA call; recorded with the run (hardware_record)
     paths = CellPaths.of(cell, t)
     check_output(paths.final, folder=True, force=force)
     check_output(paths.metrics)
     project = open_project(params)
     spec = params.study.models[cell.model]
-    torch.manual_seed(t.seed)
+    torch.manual_seed(cell.seed)
     model = build_model(
         spec.attention,
         params.study.channels[cell.channels],
@@ -306,7 +311,7 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = F
         shape = project.volume_shape(run, params.data.tomo_type, params.data.voxel_spacing).shape
         if any(p > s for p, s in zip(patch, shape, strict=True)):
             raise UserError(
-                f"cell {cell.name} trains patches of {list(patch)} voxels, larger than run {run}'s tomogram "
+                f"cell {cell.run_name} trains patches of {list(patch)} voxels, larger than run {run}'s tomogram "
                 f"{list(shape)}: lower train.patch_scale or study.patches.{cell.patch}"
             )
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
@@ -317,7 +322,7 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = F
         state = _resume(cell, last, device, model, optimizer, fingerprint)
     else:
         if resume:
-            _notice(f"nothing to resume for {cell.name} (no {last}); starting from the first epoch")
+            _notice(f"nothing to resume for {cell.run_name} (no {last}); starting from the first epoch")
         if last.exists():
             _fail_abandoned_run(last)
         if paths.partial.exists():
@@ -352,7 +357,7 @@ def fit_epoch(session: CellSession, epoch: int, bar: tqdm | None = None) -> dict
     """Train one epoch (0-based `epoch`) of `train.steps_per_epoch` batches; its history record."""
     t, state = session.params.train, session.state
     start = time.perf_counter()
-    rng = _seed_epoch(t.seed, epoch, session.transforms)
+    rng = _seed_epoch(session.cell.seed, epoch, session.transforms)
     session.model.train()
     losses = []
     for _ in range(t.steps_per_epoch):
@@ -424,11 +429,13 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
         mlflow.log_artifact(str(tmp / "model.pt"))
     mlflow.log_dict(test.counts_by_tomogram(), "test_counts.json")
     record = {
-        "cell": cell.name,
+        "cell": cell.run_name,
+        "configuration": cell.name,
         "model": cell.model,
         "channels": cell.channels,
         "patch": cell.patch,
         "sample": cell.sample,
+        "seed": cell.seed,
         "channel_sizes": list(session.params.study.channels[cell.channels]),
         "patch_size": list(session.patch),
         "mlflow_run_id": run_id,
@@ -438,6 +445,8 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
         "test_counts": test.counts_by_tomogram(),
         "thresholds": thresholds,
         **durations,
+        # Which machine made these numbers: a rerun elsewhere differs by floating-point rounding (see README).
+        "hardware": hardware_record(session.device),
     }
     tracking.write_cell_metrics(paths.metrics, record)
     return record
@@ -446,17 +455,20 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
 def _tags(session: CellSession) -> dict[str, str]:
     cell = session.cell
     return {
-        "cell": cell.name,
+        "cell": cell.run_name,
+        "configuration": cell.name,
         "model": cell.model,
         "channels": cell.channels,
         "patch": cell.patch,
         "sample": cell.sample,
+        "seed": str(cell.seed),
         "git_commit": tracking.git_commit(),
-        "dvc_stage": f"train@{cell.name}",
+        "dvc_stage": cell.stage,
         "data_fingerprint": data_fingerprint(session.params),
         "device": str(session.device),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
+        **{f"hardware.{k}": str(v) for k, v in hardware_record(session.device).items()},
     }
 
 
@@ -466,7 +478,7 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
     session = setup_cell(cell, params, resume, force)
     t, state = params.train, session.state
     flat = _flat_params(cell, params, session.patch)
-    with tracking.cell_run(cell.name, _tags(session), flat, run_id=state.run_id) as run:
+    with tracking.cell_run(cell.run_name, _tags(session), flat, run_id=state.run_id) as run:
         import mlflow
         import monai
 
@@ -475,7 +487,7 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
             state.run_id = run.info.run_id
             save_resume_state(session)  # so a restart finds (and closes) this run even if killed in the first epoch
         total = (t.epochs - state.epoch) * t.steps_per_epoch
-        bar = tqdm(total=total, desc=cell.name, unit="step", disable=None if progress else True)
+        bar = tqdm(total=total, desc=cell.run_name, unit="step", disable=None if progress else True)
         for epoch in range(state.epoch, t.epochs):
             epoch_start = time.perf_counter()
             record = fit_epoch(session, epoch, bar)

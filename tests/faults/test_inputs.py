@@ -144,7 +144,8 @@ RANGES = [  # (key, bad value, command)
     ("train.patch_scale", [4.0, 4.0, 4.0], "train"),  # a demo patch larger than synth.shape
     ("train.tversky_alpha", -0.3, "train"),
     ("train.tversky_beta", 1.7, "train"),
-    ("train.seed", -1, "train"),
+    ("train.seeds", [-1], "train"),
+    ("train.seeds", [0, 0], "train"),
     ("train.augment.flip_prob", 1.5, "train"),
     ("train.augment.noise_prob", -0.2, "train"),
     ("train.augment.rotate_deg", 400.0, "train"),

@@ -1,0 +1,49 @@
+"""What a run ran on: the facts that decide whether another machine can reproduce its numbers bit for bit."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+# CPU features that change which floating-point kernels (and so which roundings) torch picks.
+MATH_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's entries of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    first = text.split("\n\n", 1)[0]
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines()) if k.strip()}
+
+
+def use_deterministic_algorithms() -> None:
+    """torch's deterministic kernels where they exist (a warning, not an error, where an op has none); call before
+    the first CUDA operation, since cuBLAS reads its workspace setting then."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def hardware_record(device: torch.device | str) -> dict:
+    """CPU model and math flags, GPU, thread count, and whether deterministic algorithms were on."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    device = torch.device(device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "device": str(device),
+        "cpu": info.get("model name") or platform.processor() or platform.machine(),
+        "cpu_flags": [f for f in MATH_FLAGS if f in flags],
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "cuda": torch.version.cuda if gpu else None,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "torch_version": torch.__version__,
+        "platform": platform.platform(),
+    }
