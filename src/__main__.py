@@ -262,6 +262,10 @@ def predict(
     voxel_spacing: Annotated[
         float | None, typer.Option(help="With --tomogram: its voxel spacing in Angstrom, where its metadata has none.")
     ] = None,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option("--format", help="Also write star, tbl, napari or chimerax beside OUT (repeatable)."),
+    ] = None,
 ):
     """Pick particles in tomograms with a trained checkpoint and write the Kaggle submission CSV."""
     from src.atomic import check_output
@@ -271,6 +275,7 @@ def predict(
     if voxel_spacing is not None and tomogram is None:
         raise UserError("--voxel-spacing goes with --tomogram (a copick project's spacing is in its zarr metadata)")
     check_output(out)  # before the heavy imports and any work
+    _check_formats(formats or [])
     p = load_params()  # params and inputs before the heavy imports (torch): a bad one fails at once
     from src.data.copick_io import CopickProject, read_tomogram_file
     from src.names import check_name
@@ -290,6 +295,65 @@ def predict(
         model, p, out, project=project, runs=names, tomogram=tomo, tomo_type=tomo_type, picks_to_copick=picks_to_copick
     )
     typer.echo(f"wrote {out}: {len(points)} points")
+    if formats:
+        from src.exports import default_output, export_points, points_with_spacing
+
+        ran = sorted(set(points["experiment"]))
+        spacings = {tomo.name: tomo.voxel_spacing} if tomo else _run_spacings(project, ran, tomo_type)
+        for fmt in formats:
+            written = export_points(points_with_spacing(points, spacings=spacings), fmt, default_output(out, fmt))
+            typer.echo(f"wrote {written} ({fmt})")
+
+
+def _run_spacings(project, runs, tomo_type: str | None) -> dict[str, float]:
+    """Each run's true pixel size (Angstrom), from its tomogram's zarr metadata (no voxels read)."""
+    p = load_params()
+    kind = tomo_type or p.data.tomo_type
+    return {run: project.volume_shape(run, kind, p.data.voxel_spacing).voxel_spacing for run in runs}
+
+
+def _check_formats(formats: list[str]) -> None:
+    from src.exports import FORMATS
+
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise UserError(f"unknown export format '{fmt}' (expected one of {', '.join(FORMATS)})")
+
+
+@app.command()
+def export(
+    picks: Annotated[list[Path], typer.Argument(help="Submission CSV(s) (Angstrom) or copick picks JSON file(s).")],
+    to: Annotated[
+        str, typer.Option("--to", help="star (RELION 5), tbl (Dynamo), napari (points CSV), chimerax (.cmm).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="File to write (default: the first PICKS with the format's suffix).")
+    ] = None,
+    voxel_spacing: Annotated[
+        float | None, typer.Option(help="Pixel size in Angstrom of every run (a CSV states none; overrides a JSON's).")
+    ] = None,
+    copick: Annotated[
+        Path | None, typer.Option(help="A copick project: each run's pixel size from its tomogram's metadata.")
+    ] = None,
+    tomo_type: Annotated[
+        str | None, typer.Option(help="With --copick: tomogram type [params: data.tomo_type].")
+    ] = None,
+):
+    """Write picks for RELION 5, Dynamo, napari or ChimeraX, in the pixels of each run's tomogram."""
+    from src.exports import default_output, export_points, points_with_spacing, read_picks
+
+    _check_formats([to])
+    target = out or default_output(picks[0], to)
+    points = read_picks(picks)
+    spacings = None
+    if copick is not None and voxel_spacing is None:
+        from src.data.copick_io import CopickProject
+
+        p = load_params()
+        project = CopickProject(copick, p.classes.weights, p.data.picks_user)
+        spacings = _run_spacings(project, sorted(set(points["experiment"])), tomo_type)
+    export_points(points_with_spacing(points, voxel_spacing, spacings), to, target)
+    typer.echo(f"wrote {target}: {len(points)} points from {points['experiment'].nunique()} runs ({to})")
 
 
 @app.command()
