@@ -260,8 +260,15 @@ def predict(
     ] = False,
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
     voxel_spacing: Annotated[
-        float | None, typer.Option(help="With --tomogram: its voxel spacing in Angstrom, where its metadata has none.")
+        float | None,
+        typer.Option(help="With --tomogram: its voxel spacing in Angstrom (where its header has none, or is wrong)."),
     ] = None,
+    rescale: Annotated[
+        bool,
+        typer.Option(
+            "--rescale", help="Resample a tomogram at another pixel size to the model's; points stay in its Angstrom."
+        ),
+    ] = False,
     formats: Annotated[
         list[str] | None,
         typer.Option("--format", help="Also write star, tbl, napari or chimerax beside OUT (repeatable)."),
@@ -292,7 +299,15 @@ def predict(
     from src.inference.predict import run_predict
 
     points = run_predict(
-        model, p, out, project=project, runs=names, tomogram=tomo, tomo_type=tomo_type, picks_to_copick=picks_to_copick
+        model,
+        p,
+        out,
+        project=project,
+        runs=names,
+        tomogram=tomo,
+        tomo_type=tomo_type,
+        picks_to_copick=picks_to_copick,
+        rescale=rescale,
     )
     typer.echo(f"wrote {out}: {len(points)} points")
     if formats:
