@@ -441,6 +441,51 @@ def profile(
     typer.echo(f"params.yaml now uses profile '{name}' ({len(changed)} values set)")
 
 
+tracking_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="The MLflow store and the committed exports of its runs (metrics/mlflow/<cell>.json).",
+)
+app.add_typer(tracking_app, name="tracking")
+
+
+@tracking_app.command("import")
+def tracking_import(
+    exports: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Run exports to load (default: every <metrics_dir>/mlflow/*.json) [params: train.metrics_dir]."
+        ),
+    ] = None,
+):
+    """Load committed run exports into the local MLflow store (mlruns/), so `mlflow ui` shows them without training."""
+    from src import tracking
+
+    if not exports:
+        folder = Path(load_params().train.metrics_dir) / tracking.EXPORT_FOLDER
+        exports = sorted(folder.glob("*.json"))
+        if not exports:
+            raise UserError(f"no run exports (*.json) in {folder}/: train a cell first, or give the files")
+    imported, skipped = tracking.import_runs(exports)
+    typer.echo(f"imported {len(imported)} runs into {tracking.store_dir()} ({len(skipped)} already there)")
+    typer.echo(f"see them with: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
+
+
+@tracking_app.command("export")
+def tracking_export(
+    metrics: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Cell metrics files whose runs to export (default: all) [params: train.metrics_dir]."),
+    ] = None,
+):
+    """Export the run each metrics file names to <metrics_dir>/mlflow/<cell>.json (training does this per cell)."""
+    from src import tracking
+
+    files = metrics or sorted(Path(load_params().train.metrics_dir).glob("*.json"))
+    for path in files:
+        typer.echo(f"wrote {tracking.export_cell_run(path)}")
+
+
 def main() -> None:
     try:
         app()

@@ -502,5 +502,6 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
         }
         tracking.log_test_result(test.score, {k: v.fbeta for k, v in test.classes.items()}, durations)
         record = publish(session, run.info.run_id, test, thresholds, durations)
+    tracking.export_cell_run(session.paths.metrics)  # the finished run, for git: metrics/mlflow/<cell>.json
     shutil.rmtree(session.paths.partial)
     return record
