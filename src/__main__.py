@@ -21,6 +21,39 @@ app = typer.Typer(
 )
 
 
+def version_text() -> str:
+    """This project's name, version and commit, and the versions of the libraries that decide its numbers."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from src.tracking import git_commit
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    libraries = []
+    for name in ("torch", "monai", "mlflow"):
+        try:
+            libraries.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            libraries.append(f"{name} missing")
+    return f"{project['name']} {project['version']} (git {git_commit()[:12]}); " + ", ".join(libraries)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+):
+    pass
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         shape = tuple(int(v) for v in text.split(","))
