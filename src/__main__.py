@@ -110,8 +110,11 @@ def show(
     run: Annotated[str, typer.Option(help="Run (experiment) name.")],
     out: Annotated[Path, typer.Option(help="Image file to write (PNG).")] = Path("slice.png"),
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option(help="A submission CSV: its points of this run drawn filled over the picks' rings.")
+    ] = None,
 ):
-    """Render central slices of a run's tomogram with its picks circled in their class colour."""
+    """Render central slices of a run's tomogram with its picks circled in their class colour (and predictions)."""
     from src.atomic import check_output
     from src.data.copick_io import CopickProject
     from src.data.show import render_slices
@@ -121,8 +124,16 @@ def show(
     proj = CopickProject(project, p.classes.weights, p.data.picks_user)
     tomo = proj.tomogram(run, tomo_type or p.data.tomo_type, p.data.voxel_spacing)
     picks = proj.picks(run, tomo)
-    render_slices(tomo, picks, proj.classes, out, title=f"{run} ({tomo_type or p.data.tomo_type})")
-    typer.echo(f"wrote {out}: {len(picks)} picks on {tomo.data.shape} voxels at {tomo.voxel_spacing:g} A")
+    predicted = None
+    if predictions is not None:
+        from src.metric import read_points_csv
+
+        predicted = read_points_csv(predictions)
+        predicted = predicted[predicted["experiment"] == run]
+    title = f"{run} ({tomo_type or p.data.tomo_type})" + ("" if predicted is None else f" and {predictions.name}")
+    render_slices(tomo, picks, proj.classes, out, title=title, predictions=predicted)
+    shown = "" if predicted is None else f" and {len(predicted)} predicted points"
+    typer.echo(f"wrote {out}: {len(picks)} picks{shown} on {tomo.data.shape} voxels at {tomo.voxel_spacing:g} A")
 
 
 @app.command()
