@@ -41,7 +41,7 @@ def _circle(centre, radius, colour, filled: bool = False):
     from matplotlib.patches import Circle
 
     if filled:
-        return Circle(centre, radius, facecolor=(*colour, 0.75), edgecolor="white", linewidth=0.5)
+        return Circle(centre, radius, facecolor=(*colour, 0.5), edgecolor="white", linewidth=0.5)
     return Circle(centre, radius, fill=False, edgecolor=colour, linewidth=1.2)
 
 
@@ -111,7 +111,7 @@ def render_slices(
         handles.append(Line2D([], [], markerfacecolor="none", label="ring: truth", **ring))
         handles.append(Line2D([], [], markerfacecolor="k", label="disc: predicted (match radius)", **ring))
     ncol = len(classes) if predictions is None else (len(handles) + 1) // 2
-    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)  # below the slices
     fig.suptitle(title or f"{tomo.name}: {vol.shape} voxels at {tomo.voxel_spacing:g} A")
     with atomic_output(out) as tmp:
         fig.savefig(tmp, dpi=90, format=Path(out).suffix.lstrip(".") or "png")
