@@ -21,6 +21,39 @@ app = typer.Typer(
 )
 
 
+def version_text() -> str:
+    """This project's name, version and commit, and the versions of the libraries that decide its numbers."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from src.tracking import git_commit
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    libraries = []
+    for name in ("torch", "monai", "mlflow"):
+        try:
+            libraries.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            libraries.append(f"{name} missing")
+    return f"{project['name']} {project['version']} (git {git_commit()[:12]}); " + ", ".join(libraries)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+):
+    pass
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         shape = tuple(int(v) for v in text.split(","))
@@ -77,8 +110,11 @@ def show(
     run: Annotated[str, typer.Option(help="Run (experiment) name.")],
     out: Annotated[Path, typer.Option(help="Image file to write (PNG).")] = Path("slice.png"),
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option(help="A submission CSV: its points of this run drawn filled over the picks' rings.")
+    ] = None,
 ):
-    """Render central slices of a run's tomogram with its picks circled in their class colour."""
+    """Render central slices of a run's tomogram with its picks circled in their class colour (and predictions)."""
     from src.atomic import check_output
     from src.data.copick_io import CopickProject
     from src.data.show import render_slices
@@ -88,8 +124,16 @@ def show(
     proj = CopickProject(project, p.classes.weights, p.data.picks_user)
     tomo = proj.tomogram(run, tomo_type or p.data.tomo_type, p.data.voxel_spacing)
     picks = proj.picks(run, tomo)
-    render_slices(tomo, picks, proj.classes, out, title=f"{run} ({tomo_type or p.data.tomo_type})")
-    typer.echo(f"wrote {out}: {len(picks)} picks on {tomo.data.shape} voxels at {tomo.voxel_spacing:g} A")
+    predicted = None
+    if predictions is not None:
+        from src.metric import read_points_csv
+
+        predicted = read_points_csv(predictions)
+        predicted = predicted[predicted["experiment"] == run]
+    title = f"{run} ({tomo_type or p.data.tomo_type})" + ("" if predicted is None else f" and {predictions.name}")
+    render_slices(tomo, picks, proj.classes, out, title=title, predictions=predicted)
+    shown = "" if predicted is None else f" and {len(predicted)} predicted points"
+    typer.echo(f"wrote {out}: {len(picks)} picks{shown} on {tomo.data.shape} voxels at {tomo.voxel_spacing:g} A")
 
 
 @app.command()
@@ -260,7 +304,18 @@ def predict(
     ] = False,
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
     voxel_spacing: Annotated[
-        float | None, typer.Option(help="With --tomogram: its voxel spacing in Angstrom, where its metadata has none.")
+        float | None,
+        typer.Option(help="With --tomogram: its voxel spacing in Angstrom (where its header has none, or is wrong)."),
+    ] = None,
+    rescale: Annotated[
+        bool,
+        typer.Option(
+            "--rescale", help="Resample a tomogram at another pixel size to the model's; points stay in its Angstrom."
+        ),
+    ] = False,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option("--format", help="Also write star, tbl, napari or chimerax beside OUT (repeatable)."),
     ] = None,
 ):
     """Pick particles in tomograms with a trained checkpoint and write the Kaggle submission CSV."""
@@ -271,6 +326,7 @@ def predict(
     if voxel_spacing is not None and tomogram is None:
         raise UserError("--voxel-spacing goes with --tomogram (a copick project's spacing is in its zarr metadata)")
     check_output(out)  # before the heavy imports and any work
+    _check_formats(formats or [])
     p = load_params()  # params and inputs before the heavy imports (torch): a bad one fails at once
     from src.data.copick_io import CopickProject, read_tomogram_file
     from src.names import check_name
@@ -287,9 +343,76 @@ def predict(
     from src.inference.predict import run_predict
 
     points = run_predict(
-        model, p, out, project=project, runs=names, tomogram=tomo, tomo_type=tomo_type, picks_to_copick=picks_to_copick
+        model,
+        p,
+        out,
+        project=project,
+        runs=names,
+        tomogram=tomo,
+        tomo_type=tomo_type,
+        picks_to_copick=picks_to_copick,
+        rescale=rescale,
     )
     typer.echo(f"wrote {out}: {len(points)} points")
+    if formats:
+        from src.exports import default_output, export_points, points_with_spacing
+
+        ran = sorted(set(points["experiment"]))
+        spacings = {tomo.name: tomo.voxel_spacing} if tomo else _run_spacings(project, ran, tomo_type)
+        for fmt in formats:
+            written = export_points(points_with_spacing(points, spacings=spacings), fmt, default_output(out, fmt))
+            typer.echo(f"wrote {written} ({fmt})")
+
+
+def _run_spacings(project, runs, tomo_type: str | None) -> dict[str, float]:
+    """Each run's true pixel size (Angstrom), from its tomogram's zarr metadata (no voxels read)."""
+    p = load_params()
+    kind = tomo_type or p.data.tomo_type
+    return {run: project.volume_shape(run, kind, p.data.voxel_spacing).voxel_spacing for run in runs}
+
+
+def _check_formats(formats: list[str]) -> None:
+    from src.exports import FORMATS
+
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise UserError(f"unknown export format '{fmt}' (expected one of {', '.join(FORMATS)})")
+
+
+@app.command()
+def export(
+    picks: Annotated[list[Path], typer.Argument(help="Submission CSV(s) (Angstrom) or copick picks JSON file(s).")],
+    to: Annotated[
+        str, typer.Option("--to", help="star (RELION 5), tbl (Dynamo), napari (points CSV), chimerax (.cmm).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="File to write (default: the first PICKS with the format's suffix).")
+    ] = None,
+    voxel_spacing: Annotated[
+        float | None, typer.Option(help="Pixel size in Angstrom of every run (a CSV states none; overrides a JSON's).")
+    ] = None,
+    copick: Annotated[
+        Path | None, typer.Option(help="A copick project: each run's pixel size from its tomogram's metadata.")
+    ] = None,
+    tomo_type: Annotated[
+        str | None, typer.Option(help="With --copick: tomogram type [params: data.tomo_type].")
+    ] = None,
+):
+    """Write picks for RELION 5, Dynamo, napari or ChimeraX, in the pixels of each run's tomogram."""
+    from src.exports import default_output, export_points, points_with_spacing, read_picks
+
+    _check_formats([to])
+    target = out or default_output(picks[0], to)
+    points = read_picks(picks)
+    spacings = None
+    if copick is not None and voxel_spacing is None:
+        from src.data.copick_io import CopickProject
+
+        p = load_params()
+        project = CopickProject(copick, p.classes.weights, p.data.picks_user)
+        spacings = _run_spacings(project, sorted(set(points["experiment"])), tomo_type)
+    export_points(points_with_spacing(points, voxel_spacing, spacings), to, target)
+    typer.echo(f"wrote {target}: {len(points)} points from {points['experiment'].nunique()} runs ({to})")
 
 
 @app.command()
@@ -365,6 +488,51 @@ def profile(
 
     changed = apply_profile(name, PARAMS_FILE)
     typer.echo(f"params.yaml now uses profile '{name}' ({len(changed)} values set)")
+
+
+tracking_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="The MLflow store and the committed exports of its runs (metrics/mlflow/<cell>.json).",
+)
+app.add_typer(tracking_app, name="tracking")
+
+
+@tracking_app.command("import")
+def tracking_import(
+    exports: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Run exports to load (default: every <metrics_dir>/mlflow/*.json) [params: train.metrics_dir]."
+        ),
+    ] = None,
+):
+    """Load committed run exports into the local MLflow store (mlruns/), so `mlflow ui` shows them without training."""
+    from src import tracking
+
+    if not exports:
+        folder = Path(load_params().train.metrics_dir) / tracking.EXPORT_FOLDER
+        exports = sorted(folder.glob("*.json"))
+        if not exports:
+            raise UserError(f"no run exports (*.json) in {folder}/: train a cell first, or give the files")
+    imported, skipped = tracking.import_runs(exports)
+    typer.echo(f"imported {len(imported)} runs into {tracking.store_dir()} ({len(skipped)} already there)")
+    typer.echo(f"see them with: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
+
+
+@tracking_app.command("export")
+def tracking_export(
+    metrics: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Cell metrics files whose runs to export (default: all) [params: train.metrics_dir]."),
+    ] = None,
+):
+    """Export the run each metrics file names to <metrics_dir>/mlflow/<cell>.json (training does this per cell)."""
+    from src import tracking
+
+    files = metrics or sorted(Path(load_params().train.metrics_dir).glob("*.json"))
+    for path in files:
+        typer.echo(f"wrote {tracking.export_cell_run(path)}")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 EXPERIMENT = "attention-unet-cryoet"
@@ -151,3 +152,164 @@ def write_cell_metrics(path: str | Path, record: dict) -> None:
         raise ValueError(f"cell metrics lack {sorted(missing)}")
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+# --- a finished cell's run as a git-friendly file: metrics/mlflow/<cell>.json ------------------------------------
+#
+# The store (mlruns/) is not in git; these exports are, beside the metrics files that name their runs. They hold what
+# the report and the MLflow UI show (params, every metric with its steps, tags, times), not the weights (DVC's).
+# `import_runs` loads them into a local store; an imported run gets a new MLflow id (MLflow assigns ids) and keeps the
+# original in the tag SOURCE_TAG, by which the report finds it.
+
+EXPORT_FORMAT = "cryoet-unet-mlflow-run"
+EXPORT_VERSION = 1
+EXPORT_FOLDER = "mlflow"  # under the metrics folder: metrics/*.json are the cells' metrics files, not these
+SOURCE_TAG = "cryoet.source_run_id"
+
+
+@dataclass(frozen=True)
+class RunValues:
+    """What the report reads of a run, from the store or from an export: params, latest metrics, tags, name."""
+
+    run_id: str
+    run_name: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+    @classmethod
+    def of_run(cls, run) -> RunValues:
+        d = run.data
+        return cls(run.info.run_id, run.info.run_name, dict(d.params), dict(d.metrics), dict(d.tags))
+
+    @classmethod
+    def of_export(cls, export: dict) -> RunValues:
+        latest = {k: max(h, key=lambda m: (m[0], m[1]))[2] for k, h in export["metrics"].items() if h}
+        return cls(export["run_id"], export["run_name"], export["params"], latest, export["tags"])
+
+
+def run_export_path(metrics_file: str | Path) -> Path:
+    """Where the run of the cell whose metrics file is `metrics_file` is exported: metrics/mlflow/<cell>.json."""
+    metrics_file = Path(metrics_file)
+    return metrics_file.parent / EXPORT_FOLDER / metrics_file.name
+
+
+def export_run(run_id: str, path: str | Path, tracking_uri_: str | None = None) -> Path:
+    """Write run `run_id` of the store as compact JSON (sorted keys; metrics as [step, timestamp ms, value])."""
+    import mlflow
+
+    from src.atomic import atomic_output
+
+    client = mlflow.MlflowClient(tracking_uri_ or tracking_uri())
+    run = client.get_run(run_id)
+    metrics = {}
+    for key in sorted(run.data.metrics):
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+        metrics[key] = [[m.step, m.timestamp, m.value] for m in history]
+    export = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "experiment": client.get_experiment(run.info.experiment_id).name,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "params": dict(sorted(run.data.params.items())),
+        "tags": dict(sorted(run.data.tags.items())),
+        "metrics": metrics,
+    }
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(_export_text(export))
+    return path
+
+
+def _export_text(export: dict) -> str:
+    """JSON with one line per metric (its whole history), so that a file stays short and a diff readable."""
+    head = json.dumps({k: v for k, v in export.items() if k != "metrics"}, indent=1, sort_keys=True)
+    lines = [f"  {json.dumps(key)}: {json.dumps(history)}" for key, history in sorted(export["metrics"].items())]
+    return head[:-2] + ',\n "metrics": {\n' + ",\n".join(lines) + "\n }\n}\n"
+
+
+def export_cell_run(metrics_file: str | Path) -> Path:
+    """Export the run that a cell's metrics file names to `run_export_path(metrics_file)`; a UserError if the store
+    does not have it."""
+    from mlflow.exceptions import MlflowException
+
+    from src.errors import UserError
+
+    metrics_file = Path(metrics_file)
+    try:
+        run_id = json.loads(metrics_file.read_text())["mlflow_run_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{metrics_file} is not a cell metrics file naming an MLflow run") from None
+    try:
+        return export_run(run_id, run_export_path(metrics_file))
+    except MlflowException:
+        raise UserError(
+            f"{metrics_file} names MLflow run {run_id}, which is not in the store {tracking_uri()}"
+        ) from None
+
+
+def read_run_export(path: str | Path) -> dict:
+    """A run export, checked for its format; a DataError names the file otherwise."""
+    from src.errors import DataError
+
+    path = Path(path)
+    try:
+        export = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a readable MLflow run export ({err})") from None
+    if not isinstance(export, dict) or export.get("format") != EXPORT_FORMAT:
+        raise DataError(f"{path}: not an MLflow run export of this project (no '{EXPORT_FORMAT}' marker)")
+    if export.get("version") != EXPORT_VERSION:
+        raise DataError(f"{path}: run export version {export.get('version')} is not the supported {EXPORT_VERSION}")
+    return export
+
+
+def find_run(client, run_id: str):
+    """The store's run `run_id`, or the run imported from it (tag SOURCE_TAG); None if neither is there."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        pass
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return None
+    found = client.search_runs([experiment.experiment_id], f"tags.`{SOURCE_TAG}` = '{run_id}'", max_results=1)
+    return found[0] if found else None
+
+
+def import_runs(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
+    """Load run exports into the store (`store_dir()`); (imported run ids, skipped: already there). Params, tags,
+    every metric step with its time, and the run's start and end are kept; the id is new (MLflow assigns it)."""
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+
+    experiment_id = ensure_store()
+    client = mlflow.MlflowClient(tracking_uri())
+    imported, skipped = [], []
+    for path in paths:
+        export = read_run_export(path)
+        if find_run(client, export["run_id"]) is not None:
+            skipped.append(export["run_id"])
+            continue
+        tags = {**export["tags"], SOURCE_TAG: export["run_id"]}
+        run = client.create_run(experiment_id, start_time=export["start_time"], run_name=export["run_name"])
+        run_id = run.info.run_id
+        params = [Param(k, v) for k, v in export["params"].items()]
+        metrics = [Metric(k, v, ts, step) for k, h in export["metrics"].items() for step, ts, v in h]
+        tag_list = [RunTag(k, v) for k, v in tags.items() if k != "mlflow.runName"]
+        for start in range(0, max(len(params), len(metrics), len(tag_list)), 100):  # MLflow's per-call limits
+            client.log_batch(
+                run_id,
+                metrics=metrics[start : start + 100],
+                params=params[start : start + 100],
+                tags=tag_list[start : start + 100],
+            )
+        client.set_terminated(run_id, status=export["status"], end_time=export["end_time"])
+        imported.append(run_id)
+    return imported, skipped

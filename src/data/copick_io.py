@@ -155,13 +155,14 @@ def check_zarr_chunks(array: zarr.Array, folder: Path) -> None:
 
 
 def read_zarr_tomogram(
-    path: str | Path, expected_spacing: float | None = None, voxel_spacing: float | None = None
+    path: str | Path, expected_spacing: float | None = None, voxel_spacing: float | None = None, override: bool = False
 ) -> Tomogram:
     """Level 0 of an OME-NGFF zarr tomogram (or a plain zarr array), checked for missing or truncated chunks, shape,
     spacing and finite values.
 
     `expected_spacing`: a nominal spacing (a copick folder's) that the metadata must agree with; `voxel_spacing`: an
-    explicit spacing, used where the metadata gives none (and else checked against it like `expected_spacing`).
+    explicit spacing, used where the metadata gives none (and else checked against it like `expected_spacing`);
+    with `override`, `voxel_spacing` replaces the metadata's (a wrong header).
     """
     path = Path(path)
     if not path.exists():
@@ -182,6 +183,8 @@ def read_zarr_tomogram(
         raise
     except Exception as err:  # zarr raises many types for a damaged store
         raise DataError(f"{path}: cannot read the zarr tomogram ({type(err).__name__}: {err})") from None
+    if override and voxel_spacing is not None:
+        spacing, voxel_spacing = voxel_spacing, None
     if spacing is None:
         if voxel_spacing is None:
             raise DataError(
@@ -224,7 +227,7 @@ def read_mrc_tomogram(path: str | Path) -> Tomogram:
 
 
 def read_tomogram_file(path: str | Path, voxel_spacing: float | None = None) -> Tomogram:
-    """A single tomogram from an .mrc/.rec or .zarr path."""
+    """A single tomogram from an .mrc/.rec or .zarr path; `voxel_spacing` (Angstrom) replaces its header's."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".mrc", ".rec", ".map"):
@@ -233,7 +236,7 @@ def read_tomogram_file(path: str | Path, voxel_spacing: float | None = None) -> 
             tomo.voxel_spacing = voxel_spacing
         return tomo
     if suffix == ".zarr":
-        return read_zarr_tomogram(path, voxel_spacing=voxel_spacing)
+        return read_zarr_tomogram(path, voxel_spacing=voxel_spacing, override=True)
     raise DataError(f"{path}: unknown tomogram format '{suffix}' (expected .mrc or .zarr)")
 
 

@@ -123,14 +123,21 @@ def predict_volume(
     return ClassMaps(label, prob, voxel_spacing)
 
 
-def predict_tomogram(model: torch.nn.Module, meta: dict, tomo: Tomogram, params: PredictParams, progress=True):
-    """Class maps of a tomogram with a loaded checkpoint; a voxel spacing off the checkpoint's by >1 % is an error."""
+def predict_tomogram(
+    model: torch.nn.Module, meta: dict, tomo: Tomogram, params: PredictParams, progress=True, rescale: bool = False
+):
+    """Class maps of a tomogram with a loaded checkpoint; a voxel spacing off the checkpoint's by >1 % is an error,
+    or with `rescale` the tomogram is resampled to it (the maps then lie on that grid, in the same Angstrom frame)."""
     trained = float(meta["voxel_spacing"])
     if abs(tomo.voxel_spacing - trained) > SPACING_TOLERANCE * trained:
-        raise UserError(
-            f"tomogram '{tomo.name}' has voxel spacing {tomo.voxel_spacing:g} A but the model was trained at "
-            f"{trained:g} A; resample the tomogram (predict does not rescale)"
-        )
+        if not rescale:
+            raise UserError(
+                f"tomogram '{tomo.name}' has voxel spacing {tomo.voxel_spacing:g} A but the model was trained at "
+                f"{trained:g} A; pass --rescale to resample it, or --voxel-spacing if its header is wrong"
+            )
+        from src.inference.rescale import resample_tomogram
+
+        tomo = resample_tomogram(tomo, trained)
     if meta.get("normalization", NORMALIZATION) != NORMALIZATION:
         raise UserError(f"checkpoint normalisation '{meta['normalization']}' is not supported")
     return predict_volume(model, tomo.data, tuple(meta["patch_size"]), tomo.voxel_spacing, params, progress)
@@ -252,8 +259,10 @@ def run_predict(
     tomo_type: str | None = None,
     picks_to_copick: bool = False,
     progress: bool = True,
+    rescale: bool = False,
 ) -> pd.DataFrame:
-    """The `predict` command: points of copick runs or of one tomogram -> submission CSV (and copick picks)."""
+    """The `predict` command: points of copick runs or of one tomogram -> submission CSV (and copick picks). With
+    `rescale`, a tomogram at another pixel size than the model's is resampled; points stay in its own Angstrom."""
     if (project is None) == (tomogram is None):
         raise UserError("give exactly one of --copick and --tomogram")
     if picks_to_copick and project is None:
@@ -273,12 +282,12 @@ def run_predict(
                     picks_file_name(c.name, "copick", PICKS_USER, PICKS_SESSION)
     frames, spacings = [], {}
     if tomogram is not None:
-        maps = predict_tomogram(model, meta, tomogram, params.predict, progress)
+        maps = predict_tomogram(model, meta, tomogram, params.predict, progress, rescale)
         frames.append(points_of_maps(maps, meta, tomogram.name, params))
     else:
         for run in tqdm(names, desc="tomograms", unit="run", disable=None if progress else True):
             tomo = project.tomogram(run, tomo_type or params.data.tomo_type, params.data.voxel_spacing)
-            maps = predict_tomogram(model, meta, tomo, params.predict, progress)
+            maps = predict_tomogram(model, meta, tomo, params.predict, progress, rescale)
             frames.append(points_of_maps(maps, meta, run, params))
             spacings[run] = tomo.voxel_spacing
     points = pd.concat(frames, ignore_index=True)

@@ -1,8 +1,10 @@
 """Where the report's numbers come from: metrics/<cell>.json -> MLflow runs -> one tidy DataFrame (one row per cell).
 
 The metrics files are what DVC's lock refers to, so they decide WHICH runs are read (by `mlflow_run_id`); the values
-are read from those MLflow runs. Runs in the store that no metrics file names are ignored. The paper's published
-Tables 3 and 4 (published_results.csv, a copy kept beside this module) are loaded into the same shape.
+are read from those MLflow runs: from the store where it has them (logged there, or loaded by `tracking import`),
+else from their exports in metrics/mlflow/ (a fresh clone has no store). Runs in the store that no metrics file
+names are ignored. The paper's published Tables 3 and 4 (published_results.csv, a copy kept beside this module) are
+loaded into the same shape.
 """
 
 from __future__ import annotations
@@ -49,10 +51,33 @@ def read_metrics_files(metrics_dir: str | Path) -> list[dict]:
     return records
 
 
-def _metric(run, name: str, where: str) -> float:
-    if name not in run.data.metrics:
+def _metric(run: tracking.RunValues, name: str, where: str) -> float:
+    if name not in run.metrics:
         raise UserError(f"{where} has no metric '{name}': the cell did not finish its test evaluation")
-    return float(run.data.metrics[name])
+    return float(run.metrics[name])
+
+
+def _run_values(client, tracking_uri: str | None, run_id: str, where: str) -> tracking.RunValues:
+    """The run a metrics file names: from the store (as logged, or as imported), else from its export beside the
+    metrics file (metrics/mlflow/<cell>.json, committed with it), else an error saying what to do."""
+    run = tracking.find_run(client, run_id) if client is not None else None
+    if run is not None:
+        return tracking.RunValues.of_run(run)
+    export_path = tracking.run_export_path(where)
+    if export_path.is_file():
+        export = tracking.read_run_export(export_path)
+        if export["run_id"] != run_id:
+            raise UserError(f"{where} names MLflow run {run_id} but its export {export_path} is run {export['run_id']}")
+        return tracking.RunValues.of_export(export)
+    if client is None:
+        raise UserError(
+            f"no MLflow store at {tracking.store_dir()}, and {where} names run {run_id} with no export at "
+            f"{export_path}: re-run that cell (dvc repro -f) or point CRYOET_MLRUNS at the store it was logged to"
+        )
+    raise UserError(
+        f"{where} names MLflow run {run_id}, which is not in the store {tracking_uri} and has no export at "
+        f"{export_path}: re-run that cell (dvc repro -f) or point CRYOET_MLRUNS at the store it was logged to"
+    )
 
 
 def _record_sizes(record: dict, key: str) -> tuple[int, ...] | None:
@@ -64,43 +89,33 @@ def load_runs(metrics_dir: str | Path, study: Study, tracking_uri: str | None = 
     """One row per metrics file, with values read from the MLflow run that the file names. The sizes a cell really
     trained with are tuples in `channel_sizes` and `patch_size` (the demo trains smaller patches under the paper's
     keys)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     records = read_metrics_files(metrics_dir)
-    if tracking_uri is None:
-        if not (tracking.store_dir() / "mlflow.db").exists():
-            raise UserError(
-                f"no MLflow store at {tracking.store_dir()}: the metrics files name runs that are not there"
-            )
-        tracking_uri = tracking.tracking_uri()
-    client = mlflow.MlflowClient(tracking_uri)
+    client = None
+    if tracking_uri is not None or (tracking.store_dir() / "mlflow.db").exists():
+        import mlflow
+
+        tracking_uri = tracking_uri or tracking.tracking_uri()
+        client = mlflow.MlflowClient(tracking_uri)
     rows = []
     for record in records:
         run_id, where = record["mlflow_run_id"], record["_path"]
-        try:
-            run = client.get_run(run_id)
-        except MlflowException:
-            raise UserError(
-                f"{where} names MLflow run {run_id}, which is not in the store {tracking_uri}: "
-                "re-run that cell (dvc repro -f) or point CRYOET_MLRUNS at the store it was logged to"
-            ) from None
+        run = _run_values(client, tracking_uri, run_id, where)
         cell = study.parse(record["cell"])
-        tagged = run.data.tags.get("cell", run.info.run_name)
+        tagged = run.tags.get("cell", run.run_name)
         if tagged != record["cell"]:
             raise UserError(f"{where} is cell {record['cell']} but its MLflow run {run_id} is cell {tagged}")
         row = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
         row["sample"] = cell.sample
         # The sizes the cell trained with: from the run, else from its metrics file (runs logged before the sizes
         # were JSON), else the paper's.
-        channel_sizes, patch_size = tracking.read_sizes(run.data.params)
+        channel_sizes, patch_size = tracking.read_sizes(run.params)
         row["channel_sizes"] = channel_sizes or _record_sizes(record, "channel_sizes") or study.channels[cell.channels]
         row["patch_size"] = patch_size or _record_sizes(record, "patch_size") or study.patches[cell.patch]
         row["fbeta"] = _metric(run, "test_score", f"MLflow run {run_id} ({cell.name})")
         row["train_minutes"] = _metric(run, "train_minutes", f"MLflow run {run_id} ({cell.name})")
         for name in VALUES[2:]:
-            row[name] = float(run.data.metrics.get(name, float("nan")))
-        for key, value in run.data.metrics.items():
+            row[name] = float(run.metrics.get(name, float("nan")))
+        for key, value in run.metrics.items():
             if key.startswith("test_fbeta/"):
                 row[CLASS_PREFIX + key.split("/", 1)[1]] = float(value)
         row["run_id"] = run_id

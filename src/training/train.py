@@ -365,7 +365,8 @@ def fit_epoch(session: CellSession, epoch: int, bar: tqdm | None = None) -> dict
         losses.append(train_step(session.model, session.optimizer, session.loss_fn, image, label, session.use_amp))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses):.4f}", best=f"{state.best_score:.3f}")
+            best = f"{state.best_score:.3f}" if state.best_epoch > 0 else "n/a"  # nothing validated yet
+            bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses):.4f}", best=best)
     return {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "train_seconds": time.perf_counter() - start}
 
 
@@ -472,6 +473,13 @@ def _tags(session: CellSession) -> dict[str, str]:
     }
 
 
+def _say(progress: bool, text: str) -> None:
+    """One line per epoch and phase where the bar does not show (output to a file or pipe); phases also on a terminal
+    (validation and testing take seconds to minutes with no bar)."""
+    if progress:
+        tqdm.write(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr)
+
+
 def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool = True, force: bool = False) -> dict:
     """Train, validate, tune thresholds, test and log one cell; returns the record written to metrics/<cell>.json."""
     signal.signal(signal.SIGTERM, _raise_on_sigterm)  # a killed stage marks its MLflow run FAILED
@@ -493,6 +501,7 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
             record = fit_epoch(session, epoch, bar)
             mlflow.log_metric("train_loss", record["train_loss"], step=epoch + 1)
             if (epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs:
+                _say(progress, f"{cell.name}: epoch {epoch + 1}/{t.epochs}, validating")
                 val = validate(session, epoch)
                 record["val_score"] = val.score
                 mlflow.log_metric("val_score", val.score, step=epoch + 1)
@@ -501,9 +510,16 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
             state.epoch = epoch + 1
             state.seconds += time.perf_counter() - epoch_start  # training and validation
             save_resume_state(session)
+            if bar.disable:
+                best = f"{state.best_score:.3f} (epoch {state.best_epoch})" if state.best_epoch > 0 else "n/a"
+                _say(
+                    progress, f"{cell.name}: epoch {epoch + 1}/{t.epochs}, loss {record['train_loss']:.4f}, best {best}"
+                )
         bar.close()
+        _say(progress, f"{cell.name}: tuning thresholds on {len(session.sample['val'])} validation runs")
         thresholds = select_and_tune(session)
         mlflow.log_params({f"threshold.{k}": round(v, 4) for k, v in thresholds.items()})
+        _say(progress, f"{cell.name}: testing on {len(session.split['test'])} runs")
         test, inference_seconds = evaluate_test_set(session)
         durations = {
             "train_minutes": state.seconds / 60,
@@ -514,5 +530,6 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
         }
         tracking.log_test_result(test.score, {k: v.fbeta for k, v in test.classes.items()}, durations)
         record = publish(session, run.info.run_id, test, thresholds, durations)
+    tracking.export_cell_run(session.paths.metrics)  # the finished run, for git: metrics/mlflow/<cell>.json
     shutil.rmtree(session.paths.partial)
     return record

@@ -53,7 +53,8 @@ def preprocess(num_classes: int) -> Compose:
         [
             EnsureChannelFirstd(keys=KEYS, channel_dim="no_channel"),
             NormalizeIntensityd(keys="image"),
-            Orientationd(keys=KEYS, axcodes="RAS"),
+            # labels given (the old default, same result): MONAI warns on every run when the default is used
+            Orientationd(keys=KEYS, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
             ClassesToIndicesd(keys="label", num_classes=num_classes),
         ]
     )
