@@ -113,3 +113,15 @@ def test_a_reversed_lookalike_mass_range_is_refused_when_params_load():
     raw["synth"]["distractors"]["lookalike_mass_kda"] = [700.0, 150.0]
     with pytest.raises(ParamsError, match=r"synth\.distractors\.lookalike_mass_kda = \[700\.0, 150\.0\]"):
         parse_params(raw)
+
+
+def test_every_demo_patch_is_as_deep_as_the_largest_particle(params):
+    """Issue 11: a patch shallower than a particle never shows the network a whole one."""
+    from src.classes import CZII_CLASSES
+    from src.study import Study
+
+    study = Study.from_params(params)
+    largest = max(2 * c.radius for c in CZII_CLASSES) / params.synth.voxel_spacing
+    for key in study.patch_keys:
+        depth = study.trained_patch(key, params.train.patch_scale)[0]
+        assert depth >= largest, f"{key}: {depth} voxels deep, the largest particle is {largest:.1f}"
