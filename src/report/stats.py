@@ -502,6 +502,9 @@ def mixed_model(runs: pd.DataFrame, study: Study, s: Settings) -> MixedModel:
     seeds, samples = data["seed"].nunique(), data["sample"].nunique()
     random = "sample (random intercept)" + (", seed within sample (variance component)" if seeds > 1 else "")
     level = 1 - s.confidence
+    if baseline not in set(data["model"]) or data["model"].nunique() < 2:
+        why = f"it needs runs of {baseline} and of at least one other model"
+        return MixedModel("not fitted", formula, "none", [], len(data), why)
     why = None
     if samples < 2:
         why = f"only {samples} sample was run, so no variance between samples can be estimated"
@@ -537,12 +540,16 @@ def mixed_model(runs: pd.DataFrame, study: Study, s: Settings) -> MixedModel:
             )
         note = "; ".join(notes) or None
         return MixedModel("mixedlm (REML)", formula, random, _effects(fit, study, level), len(data), note)
-    extra = " + C(sample)" + (" + C(seed)" if seeds > 1 else "")
+    fixed_terms = [t for t, k in (("sample", samples), ("seed", seeds)) if k > 1]
+    extra = "".join(f" + C({t})" for t in fixed_terms)
+    note = f"{why}; fitted by OLS" + (f" with {' and '.join(fixed_terms)} as fixed effects" if fixed_terms else "")
     fit = smf.ols(formula + extra, data).fit()
-    note = f"{why}; fitted by OLS with sample{' and seed' if seeds > 1 else ''} as fixed effects instead"
-    return MixedModel(
-        "OLS (fallback)", formula + extra, "none (fixed instead)", _effects(fit, study, level), len(data), note
-    )
+    if fit.df_resid < 1:  # too few runs for the interactions: the main effects alone
+        formula = formula.replace(" * ", " + ")
+        fit = smf.ols(formula + extra, data).fit()
+        note += ", without interactions (too few runs to estimate them and a residual variance)"
+    effects = _effects(fit, study, level)
+    return MixedModel("OLS (fallback)", formula + extra, "none (fixed instead)", effects, len(data), note)
 
 
 def _effects(fit, study: Study, level: float) -> list[Effect]:
