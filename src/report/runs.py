@@ -87,7 +87,7 @@ def load_runs(metrics_dir: str | Path, study: Study, tracking_uri: str | None = 
             ) from None
         cell, seed = record_cell(record, study)
         tagged = run.data.tags.get("cell", run.info.run_name)
-        if tagged != record["cell"]:
+        if tagged not in (record["cell"], cell.name):  # runs tag the cell with or without its seed suffix
             raise UserError(f"{where} is cell {record['cell']} but its MLflow run {run_id} is cell {tagged}")
         row = _record_row(record, cell, seed)
         row["run_params"] = dict(run.data.params)  # what the run was given: data source, epochs, ... (conclusions)

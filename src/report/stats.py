@@ -515,7 +515,9 @@ def mixed_model(runs: pd.DataFrame, study: Study, s: Settings) -> MixedModel:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                fit = smf.mixedlm(formula, data, groups=data["sample"], vc_formula=vc).fit(reml=True)
+                # Powell converges where the gradient methods stop at a variance on the boundary (the committed grid)
+                model = smf.mixedlm(formula, data, groups=data["sample"], vc_formula=vc)
+                fit = model.fit(reml=True, method=["powell", "lbfgs"])
             except (ValueError, np.linalg.LinAlgError) as e:
                 fit, why = None, f"statsmodels mixedlm failed ({str(e).splitlines()[0]})"
         # A variance estimated at 0 (the boundary) is a valid fit; anything else statsmodels warns about, or a fit
@@ -532,7 +534,7 @@ def mixed_model(runs: pd.DataFrame, study: Study, s: Settings) -> MixedModel:
     if why is None:
         notes = []
         if boundary:
-            notes.append("a random-effect variance was estimated at 0 (the boundary of its range)")
+            notes.append("statsmodels warns that a random-effect variance may be at the boundary of its range (near 0)")
         if samples < 3:
             notes.append(
                 f"the sample variance is estimated from {samples} samples only, so it (and with it the intervals) is "
