@@ -213,6 +213,7 @@ class ReportParams:
     decimals: int = ranged("[0, 15]")
     equivalence_margin: float = ranged("(0, 1)")
     power: float = ranged("(0, 1)")
+    step_times: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

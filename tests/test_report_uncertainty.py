@@ -9,6 +9,7 @@ import itertools
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -321,3 +322,46 @@ def test_compare_reproduced_and_not(seeded, tmp_path):
 
     bad = runner.invoke(app, ["compare", str(tmp_path / "nothing"), *base[1:]])
     assert bad.exit_code == 2 and "error: no cell metrics" in bad.output
+
+
+def test_measured_step_times_are_the_cost_of_attention(report, tmp_path):
+    """Step times in the benchmark's CSV format (two machines) -> % over the baseline of the same machine, mode,
+    patch and channels, per row and as the mean per model."""
+    root, _, _ = report
+    rng = np.random.default_rng(3)
+    rows = []
+    for device in ("NVIDIA H100", "cpu"):
+        for patch in ("32x64x64", "32x128x128"):
+            for channels in ("16-32-64-128", "32-64-128-256"):
+                for model in STUDY.model_keys:
+                    ms = float(rng.uniform(20, 40))
+                    rows.append({"patch": patch, "channels": channels, "model": model, "mode": "fp32", "step_ms": ms})
+                    rows[-1] |= {"augment_ms": 1.0, "peak_gpu_mib": 0.0, "s_per_epoch": 1.0, "device": device}
+    table = pd.DataFrame(rows)
+    table.to_csv(tmp_path / "steps.csv", index=False)
+    settings = SimpleNamespace(**dataclasses.asdict(REPORT), step_times=(str(tmp_path / "steps.csv"),))
+    out = tmp_path / "paper"
+    build_report(root / "metrics", out, settings, STUDY, make_figures=False)
+    block = section((out / "statistics.md").read_text(), "## The cost of attention: measured training-step time")
+    conclusions = (out / "conclusions.md").read_text()
+    for device in ("NVIDIA H100", "cpu"):
+        mine = table[table["device"] == device]
+        base = mine[mine["model"] == "unet"].set_index(["patch", "channels"])["step_ms"]
+        pct = [
+            100 * (r.step_ms / base[(r.patch, r.channels)] - 1) for r in mine[mine["model"] == "unet_cbam"].itertuples()
+        ]
+        line = f"- unet_cbam on {device} (fp32): {np.mean(pct):+.1f} % ({min(pct):+.1f} to {max(pct):+.1f} %, 4 config"
+        assert line in conclusions
+        first = mine[mine["model"] == "unet_se"].iloc[0]
+        expected = f"{100 * (first.step_ms / base[(first.patch, first.channels)] - 1):+.1f} %"
+        cells = next(
+            [c.strip() for c in x.strip("|").split("|")]
+            for x in block.splitlines()
+            if x.startswith(f"| {device} | fp32 | {first.patch} | {first.channels} | unet_se |")
+        )
+        assert cells[5:] == [f"{first.step_ms:.1f}", expected]
+
+    table.drop(columns=["step_ms"]).to_csv(tmp_path / "bad.csv", index=False)
+    bad = SimpleNamespace(**dataclasses.asdict(REPORT), step_times=(str(tmp_path / "bad.csv"),))
+    with pytest.raises(UserError, match=r"report.step_times: .*bad.csv lacks column\(s\) step_ms"):
+        build_report(root / "metrics", tmp_path / "o", bad, STUDY, make_figures=False)

@@ -9,6 +9,7 @@ import pandas as pd
 import yaml
 
 from src.classes import SCORE_WEIGHTS
+from src.errors import UserError
 from src.report import figures, render, stats
 from src.report.runs import class_columns, load_published, load_runs
 from src.study import Study, size_label
@@ -188,6 +189,45 @@ def model_cost(study: Study, network: dict, frame: pd.DataFrame) -> list[dict]:
     return [{"patches": [size_label(p) for p in patches], **r} for r in rows]
 
 
+STEP_COLUMNS = ["device", "mode", "patch", "channels", "model", "step_ms"]
+
+
+def step_times(paths, study: Study) -> list[dict]:
+    """The measured training-step times of `benchmarks/train_step_speed.py --csv` files, each with its % over the
+    baseline on the same machine, mode, patch and channels; empty when no file is given."""
+    frames = []
+    for path in paths or ():
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise UserError(f"report.step_times: cannot read {path} ({str(e).splitlines()[0]})") from None
+        missing = [c for c in STEP_COLUMNS if c not in frame]
+        if missing:
+            raise UserError(
+                f"report.step_times: {path} lacks column(s) {', '.join(missing)}; write it with "
+                "python benchmarks/train_step_speed.py --csv FILE"
+            )
+        frames.append(frame[STEP_COLUMNS])
+    if not frames:
+        return []
+    df = pd.concat(frames, ignore_index=True)
+    keys = ["device", "mode", "patch", "channels"]
+    base = df[df["model"] == study.baseline].set_index(keys)["step_ms"]
+    df["pct"] = 100 * (df["step_ms"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(df[keys])).to_numpy() - 1)
+    order = {m: i for i, m in enumerate(study.model_keys)}
+    df = df.sort_values(keys + ["model"], key=lambda c: c.map(order) if c.name == "model" else c)
+    return df.to_dict("records")
+
+
+def step_summary(rows: list[dict]) -> list[dict]:
+    """Mean % step time over the baseline per machine, mode and model (over its patch x channel configurations)."""
+    if not rows:
+        return []
+    df = pd.DataFrame(rows)
+    summary = df.groupby(["device", "mode", "model"], sort=False)["pct"].agg(["mean", "min", "max", "count"])
+    return [{"device": d, "mode": m, "model": x, **r} for (d, m, x), r in summary.to_dict("index").items()]
+
+
 def build_report(
     metrics_dir: str | Path,
     out: str | Path,
@@ -230,6 +270,8 @@ def build_report(
         "mixed": stats.mixed_model(runs, study, s),
         "facts": study_facts(runs, frame),
         "cost": model_cost(study, network, frame) if network is not None else None,
+        "steps": (steps := step_times(getattr(report_params, "step_times", None), study)),
+        "step_summary": step_summary(steps),
         "seconds_per_epoch": summary_rows(frame.assign(fbeta=frame["seconds_per_epoch"]), study),
         "checks": paper_checks(published, study, claims),
         "per_class": [
