@@ -98,6 +98,7 @@ def log_cell(
     name = cell.name if seed is None else f"{cell.name}-r{seed}"
     tags = {"cell": name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
     tags |= {"sample": cell.sample, "git_commit": "test", "dvc_stage": f"train@{name}", "data_fingerprint": "x"}
+    tags["device"] = "cpu"
     per_class = {name: float(np.clip(score + 0.01 * i, 0, 1)) for i, name in enumerate(c.name for c in CZII_CLASSES)}
     logged = {"epochs": 2, "steps_per_epoch": 3, "data.source": "synthetic"}
     with tracking.cell_run(name, tags, logged) as run:
@@ -220,6 +221,9 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
         assert cells[8] == fmt_p(sps.wilcoxon(d).pvalue)
 
     conclusions = (out / "conclusions.md").read_text()
+    # files from before seeds and hardware were recorded: seed 0, and the device from the MLflow tag
+    assert "- Seeds: 1 (0) per configuration, 48 runs for 48 of 48 configurations." in conclusions
+    assert "- Device: cpu (the runs' MLflow tag; they recorded no CPU or GPU model" in conclusions
     assert "unet_se has the highest mean test F-beta" in conclusions
     assert "- unet_se: better" in conclusions
     assert "- unet_cbam: worse" in conclusions

@@ -140,6 +140,7 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
             }
             per_sample[sample] = {"tomograms": len(first), "particles": particles}
     hardware = [h for h in runs.get("hardware", []) if isinstance(h, dict)]
+    tagged = sorted({str(d) for d in runs.get("run_device", []) if isinstance(d, str) and d})
     devices = sorted({h.get("gpu") or h.get("cpu") or "unknown" for h in hardware})
     deterministic = sorted({bool(h.get("deterministic")) for h in hardware})
     return {
@@ -155,6 +156,7 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
         "device_kinds": sorted({str(h.get("device")) for h in hardware if h.get("device")}),
         "deterministic": deterministic,
         "with_hardware": len(hardware),
+        "tagged_devices": tagged,  # the MLflow "device" tag, for runs that recorded no hardware
         "n_runs": len(runs),
     }
 

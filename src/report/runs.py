@@ -91,6 +91,7 @@ def load_runs(metrics_dir: str | Path, study: Study, tracking_uri: str | None = 
             raise UserError(f"{where} is cell {record['cell']} but its MLflow run {run_id} is cell {tagged}")
         row = _record_row(record, cell, seed)
         row["run_params"] = dict(run.data.params)  # what the run was given: data source, epochs, ... (conclusions)
+        row["run_device"] = run.data.tags.get("device")  # "cpu" / "cuda:0", also in runs that predate `hardware`
         # The sizes the cell trained with: from the run, else from its metrics file (runs logged before the sizes
         # were JSON), else the paper's.
         channel_sizes, patch_size = tracking.read_sizes(run.data.params)
