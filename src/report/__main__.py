@@ -23,7 +23,8 @@ def main(
     params_file: Annotated[Path, typer.Option("--params", help="The params file to read.")] = Path("params.yaml"),
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNG figures.")] = False,
 ):
-    """Read the MLflow runs that metrics/*.json name and write tables, statistics, conclusions and figures."""
+    """Read the MLflow runs that metrics/*.json name and write tables, statistics, conclusions and figures (with
+    the command `compare OTHER_METRICS_DIR`: check a rerun against them instead)."""
     if ctx.invoked_subcommand is not None:
         return
     from src.params import load_params
