@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import platform
 import statistics
 import sys
 import tempfile
@@ -84,6 +85,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--epoch-steps", type=int, default=26, help="steps of one epoch (paper profile: 26)")
     ap.add_argument("--shape", default="64,256,256", help="z,y,x of the synthetic tomogram patches come from")
+    ap.add_argument("--csv", type=Path, help="also write the rows here (the report's report.step_times reads it)")
     args = ap.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -137,6 +139,9 @@ def main() -> None:
                     del model
     df = pd.DataFrame(rows)
     print("\n" + df.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    if args.csv:
+        device_name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
+        df.assign(device=device_name, torch=torch.__version__).to_csv(args.csv, index=False)
     if {"fp32", "bf16"} <= set(df["mode"]):
         wide = df.pivot_table(index=["patch", "channels", "model"], columns="mode", values="step_ms")
         print("\nbf16 speed-up over fp32 (step only):")

@@ -171,14 +171,23 @@ def fbeta_score(
     weighted = 0.0
     for name in class_names:
         tp, fp, fn = totals[name]
-        precision = tp / (tp + fp) if tp + fp > 0 else 0.0
-        recall = tp / (tp + fn) if tp + fn > 0 else 0.0
-        b2 = beta**2
-        fbeta = (1 + b2) * precision * recall / (b2 * precision + recall) if precision + recall > 0 else 0.0
+        precision, recall, fbeta = (float(v) for v in class_fbeta(tp, fp, fn, beta))
         weight = table[name].weight
         scores[name] = ClassScore(int(tp), int(fp), int(fn), precision, recall, fbeta, weight)
         weighted += weight * fbeta
     return ScoreResult(weighted / total_weight, scores, beta, distance_multiplier, per_tomogram)
+
+
+def class_fbeta(tp, fp, fn, beta: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(precision, recall, F-beta) of summed counts, element-wise over arrays of any shape (the report's bootstrap
+    scores thousands of resampled test sets at once). Each is 0 where its denominator is 0, as in the Kaggle scorer."""
+    tp, fp, fn = (np.asarray(v, dtype=np.float64) for v in (tp, fp, fn))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        b2 = beta**2
+        fbeta = np.where(precision + recall > 0, (1 + b2) * precision * recall / (b2 * precision + recall), 0.0)
+    return precision, recall, fbeta
 
 
 def read_points_csv(path: str | Path) -> pd.DataFrame:

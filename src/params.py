@@ -211,6 +211,9 @@ class ReportParams:
     bootstrap_method: str
     bootstrap_seed: int = ranged(NON_NEGATIVE)
     decimals: int = ranged("[0, 15]")
+    equivalence_margin: float = ranged("(0, 1)")
+    power: float = ranged("(0, 1)")
+    step_times: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

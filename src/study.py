@@ -147,6 +147,11 @@ class Study:
             for r in self.seeds
         ]
 
+    def configurations(self) -> list[Cell]:
+        """Every configuration of the grid once (its first seed's cell), in the paper's table order: what the report
+        pairs after averaging seeds."""
+        return [c for c in self.cells() if c.seed == self.seeds[0]]
+
     def label(self, model: str) -> str:
         return self.models[model].label if model in self.models else model
 

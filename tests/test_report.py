@@ -38,6 +38,8 @@ REPORT = dataclasses.make_dataclass(
         ("bootstrap_method", str, "percentile"),
         ("bootstrap_seed", int, 0),
         ("decimals", int, 3),
+        ("equivalence_margin", float, 0.02),
+        ("power", float, 0.8),
     ],
     frozen=True,
 )()
@@ -47,12 +49,59 @@ SHIFT = {"unet": 0.0, "unet_ag": 0.0, "unet_se": 0.06, "unet_cbam": -0.05}  # sy
 PATCH_GAIN = {"p64": 0.0, "p96": 0.03, "p128": 0.08}
 
 
-def log_cell(cell: Cell, score: float, minutes: float, metrics_dir: Path) -> str:
-    """Log one finished cell the way training does: an MLflow run plus metrics/<cell>.json naming it."""
-    tags = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
-    tags |= {"sample": cell.sample, "git_commit": "test", "dvc_stage": f"train@{cell.name}", "data_fingerprint": "x"}
+TEST_TOMOGRAMS = 4  # per sample
+WEIGHTS = {c.name: c.weight for c in CZII_CLASSES}
+
+
+def fbeta_of_counts(counts: dict, beta: float = 4.0) -> float:
+    """The CZII score of {tomogram: {class: {tp, fp, fn}}}, written out here (micro average over tomograms, weighted
+    mean over the six classes) as an independent check of the report's recomputation."""
+    total = 0.0
+    for name, weight in WEIGHTS.items():
+        tp, fp, fn = (sum(by_class.get(name, {}).get(k, 0) for by_class in counts.values()) for k in ("tp", "fp", "fn"))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        if precision + recall:
+            total += weight * (1 + beta**2) * precision * recall / (beta**2 * precision + recall)
+    return total / sum(WEIGHTS.values())
+
+
+def make_counts(sample: str, target: float, rng: np.random.Generator, spread: float = 0.1) -> dict:
+    """Per-tomogram counts of one cell whose recall is about `target`; each tomogram has its own fixed number of
+    particles and difficulty (the same for every cell of the sample), so cells share their hard tomograms."""
+    fixed = np.random.default_rng(int(sample[1:]))
+    counts = {}
+    for t in range(TEST_TOMOGRAMS):
+        difficulty = fixed.normal(0, spread)
+        by_class = {}
+        for name in WEIGHTS:
+            n = int(fixed.integers(4, 16))
+            recall = float(np.clip(target + difficulty + rng.normal(0, 0.01), 0.02, 1.0))
+            tp = int(round(n * recall))
+            by_class[name] = {"tp": tp, "fp": int(round(tp * 0.6)), "fn": n - tp}
+        counts[f"TS_{sample}_{t}"] = by_class
+    return counts
+
+
+def log_cell(
+    cell: Cell,
+    score: float,
+    minutes: float,
+    metrics_dir: Path,
+    counts: dict | None = None,
+    seed: int | None = None,
+    hardware: dict | None = None,
+) -> str:
+    """Log one finished cell the way training does: an MLflow run plus metrics/<cell>.json naming it. With `seed`,
+    the cell is named <configuration>-r<seed> and its file carries `seed` and `configuration` (files written before
+    seeds were a grid axis have neither); `counts` are its per-tomogram TP/FP/FN (`score` must be their score)."""
+    name = cell.name if seed is None else f"{cell.name}-r{seed}"
+    tags = {"cell": name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
+    tags |= {"sample": cell.sample, "git_commit": "test", "dvc_stage": f"train@{name}", "data_fingerprint": "x"}
+    tags["device"] = "cpu"
     per_class = {name: float(np.clip(score + 0.01 * i, 0, 1)) for i, name in enumerate(c.name for c in CZII_CLASSES)}
-    with tracking.cell_run(cell.name, tags, {"epochs": 2}) as run:
+    logged = {"epochs": 2, "steps_per_epoch": 3, "data.source": "synthetic"}
+    with tracking.cell_run(name, tags, logged) as run:
         for epoch in range(2):
             mlflow.log_metrics({"train_loss": 1.0 - 0.1 * epoch, "val_score": score - 0.01}, step=epoch)
         durations = {"train_minutes": minutes, "seconds_per_epoch": minutes * 30, "inference_seconds_per_tomogram": 2.0}
@@ -60,7 +109,7 @@ def log_cell(cell: Cell, score: float, minutes: float, metrics_dir: Path) -> str
         mlflow.log_metrics({"val_best_score": score - 0.01, "best_epoch": 1})
         run_id = run.info.run_id
     record = {
-        "cell": cell.name,
+        "cell": name,
         "model": cell.model,
         "channels": cell.channels,
         "patch": cell.patch,
@@ -75,7 +124,13 @@ def log_cell(cell: Cell, score: float, minutes: float, metrics_dir: Path) -> str
         "seconds_per_epoch": minutes * 30,
         "inference_seconds_per_tomogram": 2.0,
     }
-    tracking.write_cell_metrics(metrics_dir / f"{cell.name}.json", record)
+    if counts is not None:
+        record["test_counts"] = counts
+    if seed is not None:
+        record |= {"seed": seed, "configuration": cell.name}
+    if hardware is not None:
+        record["hardware"] = hardware
+    tracking.write_cell_metrics(metrics_dir / f"{name}.json", record)
     return run_id
 
 
@@ -88,10 +143,12 @@ def store(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(tracking.ENV_STORE, str(root / "mlruns"))
         for cell in STUDY.cells():
-            score = 0.55 + SHIFT[cell.model] + PATCH_GAIN[cell.patch] + rng.normal(0, 0.02)
+            target = 0.55 + SHIFT[cell.model] + PATCH_GAIN[cell.patch] + rng.normal(0, 0.02)
+            counts = make_counts(cell.sample, target, rng)
+            score = fbeta_of_counts(counts)
             minutes = 10.0 + (2.0 if cell.model != "unet" else 0.0) + rng.normal(0, 0.3)
-            log_cell(cell, round(score, 4), round(minutes, 2), root / "metrics")
-            truth[cell.name] = (round(score, 4), round(minutes, 2))
+            log_cell(cell, score, round(minutes, 2), root / "metrics", counts)
+            truth[cell.name] = (score, round(minutes, 2))
         yield root, truth
 
 
@@ -135,7 +192,8 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
     row = md_row(t3, "unet_se")  # first unet_se row: c16, p64, sample 1
     score, minutes = truth["unet_se-c16-p64-s1"]
     assert row[1:3] == ["16-32-64-128", "32x64x64"]
-    assert row[3] == f"{score:.3f}" and row[4] == "0.595" and row[5] == f"{minutes:.2f}" and row[6] == "150"
+    assert row[3] == f"{score:.3f}" and row[6] == "0.595" and row[7] == f"{minutes:.2f}" and row[8] == "150"
+    assert row[5] == "1" and re.fullmatch(r"\[0\.\d{3}, 0\.\d{3}\]", row[4])  # one seed; its tomogram interval
     t4 = (out / "table4.md").read_text()
     assert md_row(t4, "unet_cbam")[3] == f"{truth['unet_cbam-c16-p64-s2'][0]:.3f}"
 
@@ -155,19 +213,28 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
         d = pairs(truth, "unet", model)
         cells = md_row(block, f"{model} vs unet")
         assert cells[1] == "12" and cells[2] == f"{d.mean():+.3f}"
-        assert cells[5] == fmt_p(p) and cells[9] == fmt_p(p_adj)  # t-test p, Holm-adjusted p
-        assert cells[7] == f"{d.mean() / d.std(ddof=1):.2f}"  # Cohen's dz
-        half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        assert cells[3] == f"[{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"  # 95 % t interval
-        assert cells[6] == fmt_p(sps.wilcoxon(d).pvalue)
+        assert cells[7] == fmt_p(p) and cells[5] == fmt_p(p_adj)  # t-test p, Holm-adjusted p
+        assert cells[4] == fmt_p(min(1.0, 3 * p))  # Bonferroni-adjusted p
+        assert cells[9] == f"{d.mean() / d.std(ddof=1):.2f}"  # Cohen's dz
+        half = sps.t.ppf(1 - 0.05 / 3 / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        assert cells[3] == f"[{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"  # simultaneous t interval, m = 3
+        assert cells[8] == fmt_p(sps.wilcoxon(d).pvalue)
 
     conclusions = (out / "conclusions.md").read_text()
+    # files from before seeds and hardware were recorded: seed 0, and the device from the MLflow tag
+    assert "- Seeds: 1 (0) per configuration, 48 runs for 48 of 48 configurations." in conclusions
+    assert "- Device: cpu (the runs' MLflow tag; they recorded no CPU or GPU model" in conclusions
     assert "unet_se has the highest mean test F-beta" in conclusions
-    assert "- unet_se: significantly better" in conclusions
-    assert "- unet_cbam: significantly worse" in conclusions
-    assert "- unet_ag: not distinguishable" in conclusions
-    for model in MODELS:  # p128 is 0.08 above p64 by construction
-        assert f"- {model}: significantly higher" in section(conclusions, "## Patch size")
+    assert "- unet_se: better" in conclusions
+    assert "- unet_cbam: worse" in conclusions
+    assert "- unet_ag: inconclusive" in conclusions
+    for model in MODELS:  # p128 is 0.08 above p64 by construction: "higher" where 4 pairs show it at alpha / 4
+        d = np.array([truth[f"{model}-{c}-p128-{x}"][0] - truth[f"{model}-{c}-p64-{x}"][0]
+                      for c in ("c16", "c32") for x in ("s1", "s2")])  # fmt: skip
+        low = d.mean() - sps.t.ppf(1 - 0.05 / 4 / 2, 3) * d.std(ddof=1) / 2
+        line = next(x for x in section(conclusions, "## Patch size").splitlines() if x.startswith(f"- {model}: "))
+        assert line.startswith(f"- {model}: {'higher' if low > 0 else 'inconclusive'}")
+        assert f"(mean difference {d.mean():+.3f}" in line
     steps = section(st, "## Patch size, step by step")
     for model in MODELS:
         for a, b in (("p64", "p96"), ("p96", "p128")):
@@ -189,12 +256,12 @@ def test_a_shifted_model_changes_its_verdict_and_unnamed_runs_are_ignored(env, t
         score, minutes = truth[cell.name]
         log_cell(cell, score + 0.05, minutes, metrics)
     shifted = (build_report(metrics, tmp_path / "shifted", REPORT, STUDY, make_figures=False), tmp_path / "shifted")[1]
-    assert "- unet_ag: significantly better" in (shifted / "conclusions.md").read_text()
+    assert "- unet_ag: better" in (shifted / "conclusions.md").read_text()
 
     # the original metrics files still name the original runs: the new runs in the store change nothing there
     build_report(root / "metrics", tmp_path / "orig", REPORT, STUDY, make_figures=False)
     text = (tmp_path / "orig" / "conclusions.md").read_text()
-    assert "- unet_ag: not distinguishable" in text
+    assert "- unet_ag: inconclusive" in text
     frame = load_runs(root / "metrics", STUDY)
     assert (
         len(frame) == 48
@@ -237,15 +304,15 @@ def test_partial_grid_marks_missing_cells_and_says_why(env, tmp_path):
     assert (out / "fbeta_vs_patch.png").stat().st_size > 10_000  # figures render with a partial grid too
     rows = [line for line in t3.splitlines() if line.startswith("| unet_cbam |")]
     assert len(rows) == 6 and all(md_row(r, "unet_cbam")[3] == "—" for r in rows)
-    assert md_row(t3, "unet_cbam")[4] == "0.545"  # the paper's value is still shown
+    assert md_row(t3, "unet_cbam")[6] == "0.545"  # the paper's value is still shown
     assert "| 0 of 24 cells present" not in (out / "table4.md").read_text()
     st = (out / "statistics.md").read_text()
     ag = md_row(section(st, "## Attention modules"), "unet_ag vs unet")
-    assert ag[1] == "1" and ag[-1] == "cannot be computed: needs at least 2 matched pairs, have 1"
+    assert ag[1] == "1" and ag[14] == "cannot be computed: needs at least 2 matched pairs, have 1"
     se = md_row(section(st, "## Attention modules"), "unet_se vs unet")
-    assert se[1] == "3" and se[-1] != "cannot be computed"
+    assert se[1] == "3" and se[14] != "cannot be computed"
     cbam = md_row(section(st, "## Attention modules"), "unet_cbam vs unet")
-    assert cbam[-1] == "cannot be computed: no configuration was run for both"
+    assert cbam[14] == "cannot be computed: no configuration was run for both"
     assert (
         "- unet_ag: cannot be computed (needs at least 2 matched pairs, have 1)."
         in (out / "conclusions.md").read_text()
@@ -300,11 +367,20 @@ def test_latex_escape_and_formatting():
 
 
 def test_verdict_and_holm():
-    assert verdict(0.01, 0.02, 0.1, 0.05, "better", "worse") == "significantly better"
-    assert verdict(0.01, -0.2, -0.1, 0.05, "better", "worse") == "significantly worse"
-    assert verdict(0.2, -0.02, 0.1, 0.05, "better", "worse") == "not distinguishable"
-    assert verdict(0.01, -0.02, 0.1, 0.05, "better", "worse") == "not distinguishable"  # CI must exclude 0 too
-    assert verdict(float("nan"), 0.0, 0.0, 0.05, "better", "worse") == "cannot be computed"
+    c = stats.Paired("fbeta", "model", "unet", "unet_se", None, 12)
+    s = Settings()
+
+    def says(p_adj, low, high, p_tost=1.0, equivalence=True):
+        x = dataclasses.replace(c, p_adj=p_adj, adj_low=low, adj_high=high, p_tost=p_tost)
+        return verdict(x, s, "better", "worse", equivalence)
+
+    assert says(0.01, 0.02, 0.1) == "better"
+    assert says(0.01, -0.2, -0.1) == "worse"
+    assert says(0.2, -0.02, 0.1) == "inconclusive"
+    assert says(0.2, -0.01, 0.01, p_tost=0.01) == "equivalent within the margin"
+    assert says(0.2, -0.01, 0.01, p_tost=0.01, equivalence=False) == "inconclusive"  # training minutes: no margin
+    assert says(0.01, 0.001, 0.01, p_tost=0.01) == "better"  # a difference shown wins over equivalence
+    assert says(float("nan"), 0.0, 0.0) == "cannot be computed"
     assert holm([0.01, 0.04, 0.03, float("nan")]) == pytest.approx([0.03, 0.06, 0.06, float("nan")], nan_ok=True)
 
 
@@ -316,8 +392,8 @@ def test_statistics_on_the_published_tables():
     by_model = {c.b: c for c in stats.attention_vs_baseline(published, STUDY, Settings())}
     assert by_model["unet_se"].p_t == pytest.approx(0.09, abs=0.005)
     assert by_model["unet_cbam"].p_t == pytest.approx(0.0001, abs=0.00005)
-    assert by_model["unet_cbam"].verdict == "significantly better"
-    assert by_model["unet_se"].verdict == "not distinguishable"
+    assert by_model["unet_cbam"].verdict == "better"
+    assert by_model["unet_se"].verdict == "inconclusive"
     wide = published.pivot(index=["channels", "patch", "sample"], columns="model", values="fbeta")
     d = (wide["unet_cbam"] - wide["unet"]).to_numpy()
     assert by_model["unet_cbam"].dz == pytest.approx(d.mean() / d.std(ddof=1))

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from src.classes import SCORE_WEIGHTS
+from src.errors import UserError
 from src.report import figures, render, stats
 from src.report.runs import class_columns, load_published, load_runs
 from src.study import Study, size_label
@@ -30,9 +32,10 @@ def ran_label(runs: pd.DataFrame, cell: str, column: str, paper: tuple[int, ...]
 
 
 def table_rows(runs: pd.DataFrame, published: pd.DataFrame, study: Study, sample: str) -> list[dict]:
-    """One row per grid cell of `sample` in the paper's order, ours (None if missing) beside the paper's."""
+    """One row per grid cell of `sample` in the paper's order, ours (None if missing) beside the paper's; `runs` has
+    one row per configuration (seeds averaged) with its test-tomogram interval in `low` and `high`."""
     rows = []
-    for cell in (c for c in study.cells() if c.sample == sample):
+    for cell in (c for c in study.configurations() if c.sample == sample):
         rows.append(
             {
                 "cell": cell.name,
@@ -40,6 +43,9 @@ def table_rows(runs: pd.DataFrame, published: pd.DataFrame, study: Study, sample
                 "channels": ran_label(runs, cell.name, "channel_sizes", study.channels[cell.channels], "-"),
                 "patch": ran_label(runs, cell.name, "patch_size", study.patches[cell.patch], "x"),
                 "fbeta": _value(runs, cell.name, "fbeta"),
+                "low": _value(runs, cell.name, "low"),
+                "high": _value(runs, cell.name, "high"),
+                "seeds": int(_value(runs, cell.name, "seeds") or 0),
                 "minutes": _value(runs, cell.name, "train_minutes"),
                 "paper_fbeta": _value(published, cell.name, "fbeta"),
                 "paper_minutes": _value(published, cell.name, "train_minutes"),
@@ -55,18 +61,21 @@ def summary_rows(frame: pd.DataFrame, study: Study) -> list[dict]:
 
 
 def analysis(frame: pd.DataFrame, study: Study, s: stats.Settings) -> dict:
-    """Every statistic the report shows for one frame (ours or the paper's)."""
+    """Every statistic the report shows for one frame (ours or the paper's): one row per configuration."""
     summary = summary_rows(frame, study)
     best = stats.best_model(stats.model_summary(frame, study))
     attention = stats.attention_vs_baseline(frame, study, s)
     patch = stats.patch_effect(frame, study, s)
     patch_steps = stats.patch_steps(frame, study, s)
     channels = stats.channel_effect(frame, study, s)
+    best_vs_others = stats.best_against_others(frame, study, best, s) if best else []
     return {
         "summary": summary,
         "ranking": sorted((r for r in summary if r["n"]), key=lambda r: -r["mean"]),
         "best": next((r for r in summary if r["model"] == best), None),
-        "best_vs_baseline": next((c for c in attention if c.b == best), None),
+        # A ranking is stated only when the top model is better than every other one (Bonferroni over them).
+        "best_vs_others": best_vs_others,
+        "best_supported": bool(best_vs_others) and all(c.verdict == "better" for c in best_vs_others),
         "attention": attention,
         "patch": patch,
         "patch_counts": dict(Counter(c.verdict for c in patch)),
@@ -100,6 +109,127 @@ def paper_checks(published: pd.DataFrame, study: Study, claims: dict) -> dict:
     }
 
 
+def with_intervals(runs: pd.DataFrame, scoring: stats.Scoring, s: stats.Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, configurations): each run and each configuration (seeds averaged) with its test-tomogram bootstrap
+    interval in `low` and `high` (NaN where the metrics files hold no per-tomogram counts)."""
+    draws = stats.tomogram_draws(runs, scoring, s)
+    runs = runs.copy()
+    runs[["low", "high"]] = [stats.percentile_interval(d, s) for d in draws]
+    frame = stats.configurations(runs.drop(columns=["low", "high"]), draws)
+    frame[["low", "high"]] = [stats.percentile_interval(d, s) for d in frame["draws"]]
+    return runs, frame
+
+
+def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
+    """What the numbers come from, for the opening of conclusions.md: data source, scale, seeds and device, read
+    from the runs' logged params and their metrics files (None where no run says)."""
+
+    def logged(key: str) -> list[str]:
+        values = {p.get(key) for p in runs.get("run_params", pd.Series(dtype=object)) if isinstance(p, dict)}
+        return sorted(str(v) for v in values if v is not None)
+
+    counts = [c for c in runs.get("test_counts", []) if isinstance(c, dict) and c]
+    per_sample = {}
+    for sample, group in runs.groupby("sample"):
+        found = [c for c in group.get("test_counts", []) if isinstance(c, dict) and c]
+        if found:  # references per class = TP + FN, the same for every cell of the sample
+            first = found[0]
+            classes = sorted({c for by_class in first.values() for c in by_class})
+            particles = {
+                c: sum(v.get(c, {}).get("tp", 0) + v.get(c, {}).get("fn", 0) for v in first.values()) for c in classes
+            }
+            per_sample[sample] = {"tomograms": len(first), "particles": particles}
+    hardware = [h for h in runs.get("hardware", []) if isinstance(h, dict)]
+    tagged = sorted({str(d) for d in runs.get("run_device", []) if isinstance(d, str) and d})
+    devices = sorted({h.get("gpu") or h.get("cpu") or "unknown" for h in hardware})
+    deterministic = sorted({bool(h.get("deterministic")) for h in hardware})
+    return {
+        "source": logged("data.source"),
+        "portal_dataset": logged("data.portal_dataset"),
+        "epochs": logged("epochs"),
+        "steps_per_epoch": logged("steps_per_epoch"),
+        "patch_sizes": sorted({size_label(p) for p in frame["patch_size"]}) if "patch_size" in frame else [],
+        "seeds": sorted({int(v) for v in runs["seed"]}) if "seed" in runs else [0],
+        "test": per_sample,
+        "with_counts": len(counts),
+        "devices": devices,
+        "device_kinds": sorted({str(h.get("device")) for h in hardware if h.get("device")}),
+        "deterministic": deterministic,
+        "with_hardware": len(hardware),
+        "tagged_devices": tagged,  # the MLflow "device" tag, for runs that recorded no hardware
+        "n_runs": len(runs),
+    }
+
+
+def model_cost(study: Study, network: dict, frame: pd.DataFrame) -> list[dict]:
+    """Parameters and forward multiply-adds per patch of every model x channel configuration, at the patch sizes
+    the cells trained (the cost of attention where it does not depend on the machine or a short run's noise)."""
+    from src.classes import CZII_CLASSES
+    from src.models.factory import build_model
+    from src.models.summary import count_gmacs
+
+    patches = sorted({tuple(p) for p in frame["patch_size"]}, key=lambda p: p[0] * p[1] * p[2])
+    rows = []
+    for channels in study.channel_keys:
+        for name in study.model_keys:
+            spec = study.models[name]
+            sizes = study.channels[channels]
+            model = build_model(spec.attention, sizes, len(CZII_CLASSES) + 1, spec.attention_kwargs, **network).eval()
+            rows.append(
+                {
+                    "model": name,
+                    "channels": size_label(sizes, "-"),
+                    "params": sum(p.numel() for p in model.parameters()),
+                    "gmacs": [count_gmacs(model, p) for p in patches],
+                }
+            )
+    base = {r["channels"]: r for r in rows if r["model"] == study.baseline}
+    for r in rows:
+        b = base[r["channels"]]
+        r["params_pct"] = 100 * (r["params"] / b["params"] - 1)
+        r["gmacs_pct"] = [100 * (g / bg - 1) for g, bg in zip(r["gmacs"], b["gmacs"], strict=True)]
+    return [{"patches": [size_label(p) for p in patches], **r} for r in rows]
+
+
+STEP_COLUMNS = ["device", "mode", "patch", "channels", "model", "step_ms"]
+
+
+def step_times(paths, study: Study) -> list[dict]:
+    """The measured training-step times of `benchmarks/train_step_speed.py --csv` files, each with its % over the
+    baseline on the same machine, mode, patch and channels; empty when no file is given."""
+    frames = []
+    for path in paths or ():
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise UserError(f"report.step_times: cannot read {path} ({str(e).splitlines()[0]})") from None
+        missing = [c for c in STEP_COLUMNS if c not in frame]
+        if missing:
+            raise UserError(
+                f"report.step_times: {path} lacks column(s) {', '.join(missing)}; write it with "
+                "python benchmarks/train_step_speed.py --csv FILE"
+            )
+        frames.append(frame[STEP_COLUMNS])
+    if not frames:
+        return []
+    df = pd.concat(frames, ignore_index=True)
+    keys = ["device", "mode", "patch", "channels"]
+    base = df[df["model"] == study.baseline].set_index(keys)["step_ms"]
+    df["pct"] = 100 * (df["step_ms"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(df[keys])).to_numpy() - 1)
+    order = {m: i for i, m in enumerate(study.model_keys)}
+    df = df.sort_values(keys + ["model"], key=lambda c: c.map(order) if c.name == "model" else c)
+    return df.to_dict("records")
+
+
+def step_summary(rows: list[dict]) -> list[dict]:
+    """Mean % step time over the baseline per machine, mode and model (over its patch x channel configurations)."""
+    if not rows:
+        return []
+    df = pd.DataFrame(rows)
+    summary = df.groupby(["device", "mode", "model"], sort=False)["pct"].agg(["mean", "min", "max", "count"])
+    return [{"device": d, "mode": m, "model": x, **r} for (d, m, x), r in summary.to_dict("index").items()]
+
+
 def build_report(
     metrics_dir: str | Path,
     out: str | Path,
@@ -107,31 +237,48 @@ def build_report(
     study: Study,
     tracking_uri: str | None = None,
     make_figures: bool = True,
+    scoring: stats.Scoring | None = None,
+    network: dict | None = None,
 ) -> list[Path]:
-    """Read the runs the metrics files name, compute the statistics, write tables, text and figures; return paths."""
+    """Read the runs the metrics files name, compute the statistics, write tables, text and figures; return paths.
+    `network` (train.network) adds the parameter and multiply-add cost of each model; None leaves it out."""
     out = Path(out)
     s = stats.Settings.from_params(report_params)
     d = report_params.decimals
-    runs = load_runs(metrics_dir, study, tracking_uri)
+    runs, frame = with_intervals(
+        load_runs(metrics_dir, study, tracking_uri), scoring or stats.Scoring(SCORE_WEIGHTS), s
+    )
     columns = class_columns(runs)
     published = load_published(study)
     claims = yaml.safe_load(CLAIMS_FILE.read_text())
-    names = set(runs["cell"])
+    names = set(frame["cell"])
+    ours, paper = analysis(frame, study, s), analysis(published, study, s)
+    for family in ("attention", "patch", "patch_steps", "channels"):
+        ours[family] = stats.against_paper(ours[family], paper[family])
     common = {
         "d": d,
         "alpha": s.alpha,
         "conf": f"{100 * s.confidence:g}",
+        "power": f"{100 * s.power:g}",
+        "margin": s.equivalence_margin,
         "baseline": study.baseline,
         "models": list(study.model_keys),
-        "n_cells": len(runs),
-        "n_grid": len(study.cells()),
-        "missing": [c.name for c in study.cells() if c.name not in names],
-        "ours": analysis(runs, study, s),
-        "paper": analysis(published, study, s),
+        "n_cells": len(frame),
+        "n_runs": len(runs),
+        "n_grid": len(study.configurations()),
+        "missing": [c.name for c in study.configurations() if c.name not in names],
+        "ours": ours,
+        "paper": paper,
+        "mixed": stats.mixed_model(runs, study, s),
+        "facts": study_facts(runs, frame),
+        "cost": model_cost(study, network, frame) if network is not None else None,
+        "steps": (steps := step_times(getattr(report_params, "step_times", None), study)),
+        "step_summary": step_summary(steps),
+        "seconds_per_epoch": summary_rows(frame.assign(fbeta=frame["seconds_per_epoch"]), study),
         "checks": paper_checks(published, study, claims),
         "per_class": [
             {"model": m, "scores": [row[c] for c in columns]}
-            for m, row in stats.per_class(runs, study, columns).iterrows()
+            for m, row in stats.per_class(frame, study, columns).iterrows()
         ],
         "classes": [c.split("/", 1)[1] for c in columns],
         "min_pairs": s.min_pairs,
@@ -140,8 +287,9 @@ def build_report(
     md, tex = render.markdown_env(), render.latex_env()
     written = []
     for sample, number in TABLES.items():
-        rows = table_rows(runs, published, study, sample)
-        table = {"sample_number": sample[1:], "table_number": number, "rows": rows, "d": d}
+        rows = table_rows(frame, published, study, sample)
+        table = {"sample_number": sample[1:], "table_number": number, "rows": rows, "d": d, "conf": common["conf"]}
+        table["resamples"] = s.bootstrap_resamples
         table["present"] = sum(r["fbeta"] is not None for r in table["rows"])
         for env, template, suffix in ((md, "table.md.j2", "md"), (tex, "table.tex.j2", "tex")):
             path = out / f"table{number}.{suffix}"
@@ -151,8 +299,8 @@ def build_report(
         render.render_to(md, f"{name}.j2", out / name, **common)
         written.append(out / name)
     if make_figures:
-        figures.fbeta_vs_patch(runs, study, out / "fbeta_vs_patch.png")
-        figures.score_vs_minutes(runs, study, out / "score_vs_minutes.png")
-        figures.per_class_scores(stats.per_class(runs, study, columns), study, out / "per_class.png")
+        figures.fbeta_vs_patch(frame, study, out / "fbeta_vs_patch.png")
+        figures.score_vs_minutes(frame, study, out / "score_vs_minutes.png")
+        figures.per_class_scores(stats.per_class(frame, study, columns), study, out / "per_class.png")
         written += [out / "fbeta_vs_patch.png", out / "score_vs_minutes.png", out / "per_class.png"]
     return written

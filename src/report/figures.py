@@ -36,6 +36,15 @@ def _style(study: Study, channels: str) -> str:
     return LINE_STYLES[study.channel_keys.index(channels) % len(LINE_STYLES)]
 
 
+def _error_bars(rows: pd.DataFrame, y: np.ndarray) -> np.ndarray | None:
+    """(2, n) distances from each score to its interval's ends (`low`, `high`; 0 where a cell has none), or None
+    when no cell has an interval."""
+    if "low" not in rows or rows["low"].isna().all():
+        return None
+    low, high = rows["low"].to_numpy(float), rows["high"].to_numpy(float)
+    return np.nan_to_num(np.vstack([y - low, high - y]), nan=0.0).clip(min=0)
+
+
 def fbeta_vs_patch(df: pd.DataFrame, study: Study, path: Path) -> None:
     """Test F-beta against patch size, one line per model and channel config, one panel per sample."""
     fig, axes = plt.subplots(1, len(study.samples), figsize=(11, 4), sharey=True, squeeze=False)
@@ -49,12 +58,23 @@ def fbeta_vs_patch(df: pd.DataFrame, study: Study, path: Path) -> None:
                 if np.isnan(y).all():
                     continue
                 style = _style(study, channels)
-                ax.plot(x, y, style, marker="o", color=study.color(model), label=f"{model} {channels}")
+                # small offsets keep the 8 lines' error bars apart
+                shift = 0.04 * (study.model_keys.index(model) - 1.5) + 0.015 * study.channel_keys.index(channels)
+                ax.errorbar(
+                    x + shift,
+                    y,
+                    yerr=_error_bars(sub.set_index("patch").reindex(list(study.patch_keys)), y),
+                    fmt=style,
+                    marker="o",
+                    capsize=2,
+                    color=study.color(model),
+                    label=f"{model} {channels}",
+                )
         ax.set_xticks(x, [_patch_tick(df, study, p) for p in study.patch_keys])
         ax.set_title(f"sample {sample[1:]}")
         ax.set_xlabel("patch size (D x H x W)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test F-beta (beta = 4)")
+    axes[0].set_ylabel("test F-beta (beta = 4), bars: interval over test tomograms")
     handles, labels = [], []
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -76,11 +96,13 @@ def score_vs_minutes(df: pd.DataFrame, study: Study, path: Path) -> None:
         for sample in study.samples:
             sub = df[(df["model"] == model) & (df["sample"] == sample)]
             if len(sub):
-                ax.scatter(
+                ax.errorbar(
                     sub["train_minutes"],
                     sub["fbeta"],
+                    yerr=_error_bars(sub, sub["fbeta"].to_numpy(float)),
+                    fmt=markers[sample],
+                    capsize=2,
                     color=study.color(model),
-                    marker=markers[sample],
                     label=f"{model} {sample}",
                 )
     ax.set_xlabel("training minutes")

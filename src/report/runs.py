@@ -100,12 +100,13 @@ def load_runs(metrics_dir: str | Path, study: Study, tracking_uri: str | None = 
     for record in records:
         run_id, where = record["mlflow_run_id"], record["_path"]
         run = _run_values(client, tracking_uri, run_id, where)
-        cell = study.parse(record["cell"])
+        cell, seed = record_cell(record, study)
         tagged = run.tags.get("cell", run.run_name)
-        if tagged != record["cell"]:
+        if tagged not in (record["cell"], cell.name):  # runs tag the cell with or without its seed suffix
             raise UserError(f"{where} is cell {record['cell']} but its MLflow run {run_id} is cell {tagged}")
-        row = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
-        row["sample"] = cell.sample
+        row = _record_row(record, cell, seed)
+        row["run_params"] = dict(run.params)  # what the run was given: data source, epochs, ... (conclusions)
+        row["run_device"] = run.tags.get("device")  # "cpu" / "cuda:0", also in runs that predate `hardware`
         # The sizes the cell trained with: from the run, else from its metrics file (runs logged before the sizes
         # were JSON), else the paper's.
         channel_sizes, patch_size = tracking.read_sizes(run.params)
@@ -120,11 +121,59 @@ def load_runs(metrics_dir: str | Path, study: Study, tracking_uri: str | None = 
                 row[CLASS_PREFIX + key.split("/", 1)[1]] = float(value)
         row["run_id"] = run_id
         rows.append(row)
+    return _tidy(rows)
+
+
+def record_cell(record: dict, study: Study) -> tuple[Cell, int]:
+    """The grid configuration and training seed of a metrics file. Files written before seeds were a grid axis have
+    neither `configuration` nor `seed`: their cell name is the configuration and the seed was 0."""
+    configuration = record.get("configuration") or record["cell"]
+    try:
+        seed = int(record.get("seed", 0))
+    except (TypeError, ValueError):
+        where = record.get("_path", record["cell"])
+        raise UserError(f"{where} has seed {record.get('seed')!r}, not a whole number") from None
+    return study.parse(configuration), seed
+
+
+def _record_row(record: dict, cell: Cell, seed: int) -> dict:
+    """The keys of one run, and what only its metrics file holds: per-tomogram test counts and the hardware."""
+    row = {"cell": cell.name, "model": cell.model, "channels": cell.channels, "patch": cell.patch}
+    row |= {"sample": cell.sample, "seed": seed, "run_cell": record["cell"]}
+    row["test_counts"] = record.get("test_counts")  # {tomogram: {class: {tp, fp, fn}}}; None in older files
+    row["hardware"] = record.get("hardware")  # {cpu, gpu, device, deterministic, ...}; None in older files
+    return row
+
+
+def _tidy(rows: list[dict]) -> pd.DataFrame:
+    """The rows as a frame in the paper's order; two files for one (configuration, seed) are an error."""
     frame = pd.DataFrame(rows)
-    duplicated = frame["cell"][frame["cell"].duplicated()]
+    duplicated = frame["run_cell"][frame[["cell", "seed"]].duplicated()]
     if len(duplicated):
         raise UserError(f"more than one metrics file for cell {duplicated.iloc[0]}")
-    return frame.sort_values(["sample", "model", "channels", "patch"]).reset_index(drop=True)
+    return frame.sort_values(["sample", "model", "channels", "patch", "seed"]).reset_index(drop=True)
+
+
+def frame_from_metrics(metrics_dir: str | Path, study: Study) -> pd.DataFrame:
+    """The same frame as `load_runs`, from the metrics files alone (no MLflow store): what `compare` reads, so a
+    rerun on another machine can be checked from its metrics/ folder."""
+    rows = []
+    for record in read_metrics_files(metrics_dir):
+        cell, seed = record_cell(record, study)
+        row = _record_row(record, cell, seed)
+        sizes = {"channel_sizes": study.channels[cell.channels], "patch_size": study.patches[cell.patch]}
+        for key, paper in sizes.items():
+            row[key] = _record_sizes(record, key) or paper
+        if "test_score" not in record:
+            raise UserError(f"{record['_path']} has no 'test_score': the cell did not finish its test evaluation")
+        row["fbeta"] = float(record["test_score"])
+        for name in VALUES[1:]:
+            row[name] = float(record.get(name, float("nan")))
+        for name, value in (record.get("test_fbeta") or {}).items():
+            row[CLASS_PREFIX + name] = float(value)
+        row["run_id"] = record["mlflow_run_id"]
+        rows.append(row)
+    return _tidy(rows)
 
 
 def _sizes(label: str, sep: str) -> tuple[int, ...] | None:
