@@ -122,7 +122,7 @@ def show(
     check_output(out)
     p = load_params()
     proj = CopickProject(project, p.classes.weights, p.data.picks_user)
-    tomo = proj.tomogram(run, tomo_type or p.data.tomo_type, p.data.voxel_spacing)
+    tomo = proj.tomogram(run, tomo_type or p.data.tomo_type, proj.folder_spacing(run, None, p.data.voxel_spacing))
     picks = proj.picks(run, tomo)
     predicted = None
     if predictions is not None:
@@ -154,7 +154,8 @@ def info(
     proj = CopickProject(path, p.classes.weights, p.data.picks_user)
     typer.echo(f"classes: {', '.join(f'{c.name} (r={c.radius:g} A, w={c.weight:g})' for c in proj.classes)}")
     for run in proj.run_names():
-        picks = proj.picks(run, proj.volume_shape(run, p.data.tomo_type, p.data.voxel_spacing))
+        folder = proj.folder_spacing(run, None, p.data.voxel_spacing)  # the run's only folder, else params'
+        picks = proj.picks(run, proj.volume_shape(run, p.data.tomo_type, folder))
         typer.echo(f"{run}: {len(picks)} picks " + json.dumps(picks.particle_type.value_counts().to_dict()))
 
 
@@ -266,7 +267,7 @@ def solution(
                 raise UserError(f"--split must be test or <1|2>/<train|val>, got '{split_part}'") from None
     elif runs:
         names = [r.strip() for r in runs.split(",") if r.strip()]
-    shapes = [proj.volume_shape(r, p.data.tomo_type, p.data.voxel_spacing) for r in names]
+    shapes = [proj.volume_shape(r, p.data.tomo_type, proj.folder_spacing(r, None, p.data.voxel_spacing)) for r in names]
     frame = pd.concat([proj.picks(r, shape) for r, shape in zip(names, shapes, strict=True)], ignore_index=True)
     frame.insert(0, "id", range(len(frame)))
     with atomic_output(out) as tmp:
@@ -358,17 +359,23 @@ def predict(
         from src.exports import default_output, export_points, points_with_spacing
 
         ran = sorted(set(points["experiment"]))
-        spacings = {tomo.name: tomo.voxel_spacing} if tomo else _run_spacings(project, ran, tomo_type)
+        from src.inference.checkpoint import load_checkpoint
+
+        trained = float(load_checkpoint(model)[1]["voxel_spacing"])
+        spacings = {tomo.name: tomo.voxel_spacing} if tomo else _run_spacings(project, ran, tomo_type, trained)
         for fmt in formats:
             written = export_points(points_with_spacing(points, spacings=spacings), fmt, default_output(out, fmt))
             typer.echo(f"wrote {written} ({fmt})")
 
 
-def _run_spacings(project, runs, tomo_type: str | None) -> dict[str, float]:
-    """Each run's true pixel size (Angstrom), from its tomogram's zarr metadata (no voxels read)."""
+def _run_spacings(project, runs, tomo_type: str | None, trained: float | None = None) -> dict[str, float]:
+    """Each run's true pixel size (Angstrom) in the folder predict read (nearest the model's `trained` spacing, see
+    CopickProject.folder_spacing; else params'), from its tomogram's zarr metadata (no voxels read)."""
     p = load_params()
     kind = tomo_type or p.data.tomo_type
-    return {run: project.volume_shape(run, kind, p.data.voxel_spacing).voxel_spacing for run in runs}
+    default = p.data.voxel_spacing
+    folders = {run: project.folder_spacing(run, trained, default) for run in runs}
+    return {run: project.volume_shape(run, kind, folders[run]).voxel_spacing for run in runs}
 
 
 def _check_formats(formats: list[str]) -> None:

@@ -13,11 +13,26 @@ from src.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SHAPE = (32, 64, 64)
+# The tests' tiny world is at the CZII data's own spacing (folder VoxelSpacing10.000), whatever the demo bins to: its
+# particles are as many voxels across as in the real data, and tests read the same paths on every profile.
+TINY_SPACING = 10.012444
+TINY_FOLDER = 10.0
 
 
 @pytest.fixture(scope="session")
-def params():
+def repo_params():
+    """params.yaml as committed (the demo profile)."""
     return load_params(REPO / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def params(repo_params):
+    """params.yaml in the tests' tiny world: its voxel spacing (see TINY_SPACING)."""
+    return dataclasses.replace(
+        repo_params,
+        data=dataclasses.replace(repo_params.data, voxel_spacing=TINY_FOLDER),
+        synth=dataclasses.replace(repo_params.synth, voxel_spacing=TINY_SPACING),
+    )
 
 
 def make_project(

@@ -10,9 +10,10 @@ from src.profiles import apply_profile
 from tests.conftest import REPO
 
 
-def test_params_yaml_loads_and_defaults_are_the_demo(params):
+def test_params_yaml_loads_and_defaults_are_the_demo(repo_params):
+    params = repo_params
     assert params.data.source == "synthetic"
-    assert params.synth.shape == (64, 160, 160)
+    assert params.synth.shape == (48, 128, 128) and params.synth.voxel_spacing > 20
     assert params.split.test_runs + 2 * params.split.runs_per_sample <= params.synth.runs
 
 
@@ -29,7 +30,7 @@ def test_unknown_and_missing_keys_are_errors():
         parse_params(raw)
 
 
-def test_profiles_switch_to_paper_scale_and_back(tmp_path, params):
+def test_profiles_switch_to_paper_scale_and_back(tmp_path, repo_params):
     target = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", target)
     apply_profile("paper", target, REPO / "profiles")
@@ -39,7 +40,7 @@ def test_profiles_switch_to_paper_scale_and_back(tmp_path, params):
     assert paper.train.epochs == 200 and paper.train.patch_scale == (1.0, 1.0, 1.0)
     assert "# Every tunable number" in target.read_text()  # comments kept
     apply_profile("demo", target, REPO / "profiles")
-    assert load_params(target) == params
+    assert load_params(target) == repo_params
 
 
 def test_every_range_problem_is_reported_at_once(params):
@@ -62,7 +63,7 @@ def test_every_range_problem_is_reported_at_once(params):
         "masks.label_radius_fraction = -0.5 (must be in (0, 1])",
         "synth.placement.counts.ribosome = -1.0",
         "synth.imaging.snr = nan",
-        "study.patches.p128 x train.patch_scale = [16, 500, 64] (must fit in synth.shape = [64, 160, 160])",
+        f"study.patches.p128 x train.patch_scale = [16, 500, 64] (must fit in synth.shape = {list(params.synth.shape)}",
     ):
         assert part in message
 
@@ -115,7 +116,8 @@ def test_a_reversed_lookalike_mass_range_is_refused_when_params_load():
         parse_params(raw)
 
 
-def test_every_demo_patch_is_as_deep_as_the_largest_particle(params):
+def test_every_demo_patch_is_as_deep_as_the_largest_particle(repo_params):
+    params = repo_params
     """Issue 11: a patch shallower than a particle never shows the network a whole one."""
     from src.classes import CZII_CLASSES
     from src.study import Study

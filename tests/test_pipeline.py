@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 
@@ -31,13 +32,14 @@ def test_dvc_repro_split_from_nothing(tmp_path):
     repo = _fresh_copy(tmp_path / "repo")
     assert not (repo / "data").exists()
     # A smaller synthetic project keeps the test quick; the stage code path is the default one.
-    params = (repo / "params.yaml").read_text().replace("shape: [64, 160, 160]", "shape: [32, 64, 64]")
-    (repo / "params.yaml").write_text(params)
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["synth"]["shape"] = [32, 64, 64]
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
     result = subprocess.run(["dvc", "repro", "split"], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     split = json.loads((repo / "data/splits.json").read_text())
     manifest = json.loads((repo / "data/project/manifest.json").read_text())
-    assert len(manifest["runs"]) == 10
+    assert len(manifest["runs"]) == raw["synth"]["runs"]
     assert sorted(split["test"] + [r for s in split["samples"].values() for p in s.values() for r in p]) == sorted(
         manifest["runs"]
     )

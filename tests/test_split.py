@@ -14,11 +14,14 @@ def _all(split):
 
 
 def test_default_split_is_deterministic_and_disjoint(params):
-    runs = [f"TS_{i}" for i in range(10)]
-    a, b = make_split(runs, params.split), make_split(list(reversed(runs)), params.split)
+    sp = params.split
+    runs = [f"TS_{i}" for i in range(sp.test_runs + 2 * sp.runs_per_sample)]
+    a, b = make_split(runs, sp), make_split(list(reversed(runs)), sp)
     assert a == b
     assert sorted(_all(a)) == sorted(runs)
-    assert len(a["test"]) == 2 and all(len(s["train"]) == 3 and len(s["val"]) == 1 for s in a["samples"].values())
+    n_val = round(sp.val_fraction * sp.runs_per_sample)
+    assert len(a["test"]) == sp.test_runs
+    assert all(len(s["train"]) == sp.runs_per_sample - n_val and len(s["val"]) == n_val for s in a["samples"].values())
     assert make_split(runs, dataclasses.replace(params.split, seed=1)) != a
 
 
@@ -32,5 +35,6 @@ def test_paper_scale_split(params):
 
 
 def test_too_few_runs_is_a_clear_error(params):
-    with pytest.raises(UserError, match="needs 10 runs .* but the project has 7"):
-        make_split([f"TS_{i}" for i in range(7)], params.split)
+    needed = params.split.test_runs + 2 * params.split.runs_per_sample
+    with pytest.raises(UserError, match=f"needs {needed} runs .* but the project has {needed - 1}"):
+        make_split([f"TS_{i}" for i in range(needed - 1)], params.split)

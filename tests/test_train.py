@@ -197,7 +197,7 @@ def test_a_fifth_attention_module_through_the_registry_alone(workspace, tmp_path
             assert 0.0 <= record["test_score"] <= 1.0
     finally:
         ATTENTION.pop("toy")
-    checkpoint = torch.load(ws / "models" / "unet_toy-c16-p64-s1" / "model.pt", weights_only=False)
+    checkpoint = torch.load(ws / "models" / "unet_toy-c16-p64-s1-r0" / "model.pt", weights_only=False)
     assert checkpoint["model_config"]["attention"] == "toy"
     assert checkpoint["model_config"]["attention_kwargs"] == {"init": 1.0}
     toy_params = [k for k in checkpoint["state_dict"] if k.startswith("encoder_attention")]

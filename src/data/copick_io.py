@@ -446,6 +446,23 @@ class CopickProject:
         check_name(tomo_type, "tomogram type", self.config_path, DataError)
         return self.static_root / "ExperimentRuns" / run / spacing_folder(voxel_spacing) / f"{tomo_type}.zarr"
 
+    def folder_spacing(self, run: str, wanted: float | None, default: float) -> float:
+        """The VoxelSpacing folder of `run` whose value is nearest `wanted` (e.g. a model's trained spacing: the CZII
+        folder says 10.000 for a true 10.012), within SPACING_TOLERANCE; else the run's only folder if it has one
+        (a mismatch is then refused or rescaled by whoever reads it, naming both spacings); else `default`."""
+        check_name(run, "run name", self.config_path, DataError)
+        folders = (self.static_root / "ExperimentRuns" / run).glob("VoxelSpacing*")
+        values = []
+        for folder in folders:
+            try:
+                values.append(float(folder.name.removeprefix("VoxelSpacing")))
+            except ValueError:
+                continue
+        near = [v for v in values if wanted and abs(v - wanted) <= SPACING_TOLERANCE * wanted]
+        if near:
+            return min(near, key=lambda v: abs(v - wanted))
+        return values[0] if len(values) == 1 else default
+
     def tomogram(self, run: str, tomo_type: str, voxel_spacing: float) -> Tomogram:
         """Level 0 of a run's tomogram; `voxel_spacing` is the folder's value, the true one comes from the zarr."""
         path = self.tomogram_path(run, tomo_type, voxel_spacing)

@@ -170,11 +170,13 @@ def _loaded(checkpoint, device=None):
 def predict_run_maps(
     checkpoint, project: CopickProject, runs, tomo_type: str, folder_spacing: float, params: Params, progress=True
 ) -> dict[str, ClassMaps]:
-    """Class maps per run (for threshold tuning); `checkpoint` is a path or a loaded (model, meta)."""
+    """Class maps per run (for threshold tuning); `checkpoint` is a path or a loaded (model, meta). Each run is read
+    from its folder nearest the model's trained spacing, else from `folder_spacing`."""
     model, meta = _loaded(checkpoint)
     maps = {}
     for run in tqdm(list(runs), desc="tomograms", unit="run", disable=None if progress else True):
-        tomo = project.tomogram(run, tomo_type, folder_spacing)
+        folder = project.folder_spacing(run, float(meta["voxel_spacing"]), folder_spacing)
+        tomo = project.tomogram(run, tomo_type, folder)
         maps[run] = predict_tomogram(model, meta, tomo, params.predict, progress)
     return maps
 
@@ -286,7 +288,9 @@ def run_predict(
         frames.append(points_of_maps(maps, meta, tomogram.name, params))
     else:
         for run in tqdm(names, desc="tomograms", unit="run", disable=None if progress else True):
-            tomo = project.tomogram(run, tomo_type or params.data.tomo_type, params.data.voxel_spacing)
+            # The pixel size the model was trained at, where the run has it; else params' (then rescaled or refused).
+            folder = project.folder_spacing(run, float(meta["voxel_spacing"]), params.data.voxel_spacing)
+            tomo = project.tomogram(run, tomo_type or params.data.tomo_type, folder)
             maps = predict_tomogram(model, meta, tomo, params.predict, progress, rescale)
             frames.append(points_of_maps(maps, meta, run, params))
             spacings[run] = tomo.voxel_spacing

@@ -30,7 +30,8 @@ import src.data.copick_io  # noqa: F401  (loaded once here, so that each forked 
 from tests.conftest import REPO
 
 RUN = "TS_SYN_000"
-ZARR = f"data/project/static/ExperimentRuns/{RUN}/VoxelSpacing10.000/denoised.zarr"
+SPACING = yaml.safe_load((REPO / "params.yaml").read_text())["data"]["voxel_spacing"]  # the folder the default writes
+ZARR = f"data/project/static/ExperimentRuns/{RUN}/VoxelSpacing{SPACING:.3f}/denoised.zarr"
 PICKS = f"data/project/overlay/ExperimentRuns/{RUN}/Picks"
 CLI_TIMEOUT = 60  # seconds; a command that hangs (or trains instead of failing) is killed and fails its case
 

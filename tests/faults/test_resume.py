@@ -24,7 +24,7 @@ from tests.conftest import REPO
 from tests.faults._outputs_helpers import Case, assert_outcome, cli_env, run_cli, run_table
 from tests.test_train import tiny_params
 
-CELL = "unet_se-c16-p64-s1"
+CELL = "unet_se-c16-p64-s1-r0"
 PARTIAL = Path("models") / f".{CELL}.partial"
 LAST = PARTIAL / "last.pt"
 TRAIN = ["train", "--cell", CELL]
