@@ -19,9 +19,9 @@ from src.classes import CZII_CLASSES, by_name
 from src.data.masks import label_mask, label_radius_voxels, paint_spheres
 from src.inference.checkpoint import load_checkpoint, save_checkpoint
 from src.inference.plan import PostprocessPlan, plan_for
-from src.inference.points import PROB_SCALE, maps_to_points, peak_candidates, quantised
+from src.inference.points import PROB_SCALE, class_centres, maps_to_points, peak_candidates, quantised
 from src.inference.predict import ClassMaps, points_of_maps
-from src.inference.thresholds import threshold_grid, tune_extractor
+from src.inference.thresholds import threshold_grid, threshold_sweep, tune_extractor
 from src.metric import fbeta_score
 from tests.conftest import REPO
 from tests.test_inference import tiny_model
@@ -87,6 +87,31 @@ def test_a_rare_class_below_background_is_found_by_its_own_probability_not_by_ar
     # the metric agrees: argmax loses thyroglobulin (weight 2), per-class probability scores it
     assert fbeta_score(solution, own, CLASSES).classes["thyroglobulin"].tp == 1
     assert fbeta_score(solution, argmax, CLASSES).classes["thyroglobulin"].tp == 0
+
+
+def test_the_tuning_sweep_finds_the_same_points_as_prediction_at_every_threshold():
+    """The sweep shares work across thresholds (blobs of the lowest threshold swept alone; peaks filtered by level);
+    at each threshold it must give exactly the centres `class_centres` gives on the whole maps."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    shape = (24, 48, 48)
+    smooth = [gaussian_filter(rng.random(shape), 2.0) for _ in range(len(CLASSES) + 1)]
+    logits = np.stack(smooth) * 40.0
+    softmax = np.exp(logits - logits.max(axis=0)) / np.exp(logits - logits.max(axis=0)).sum(axis=0)
+    probs = np.round(softmax[1:] * PROB_SCALE).astype(np.uint8)
+    maps = ClassMaps(softmax.argmax(axis=0).astype(np.uint8), probs, SPACING)
+    grid = threshold_grid((0.05, 0.95, 0.1))
+    for extractor, c in itertools.product(("argmax", "components", "peaks"), CLASSES):
+        plan = plan_of(extractor, min_blob_fraction=0.02)
+        sweep = threshold_sweep(maps, c, plan, grid)
+        found = 0
+        for t in grid:
+            direct = np.asarray(sorted(map(tuple, class_centres(maps, c, plan, float(t)))))
+            swept = np.asarray(sorted(map(tuple, sweep(float(t)))))
+            np.testing.assert_allclose(swept.reshape(-1, 3), direct.reshape(-1, 3), atol=1e-9)
+            found += len(direct)
+        assert found > 0, (extractor, c.name)  # the maps hold blobs of every class at low thresholds
 
 
 # --- peaks ------------------------------------------------------------------------------------------------------

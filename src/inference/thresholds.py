@@ -2,8 +2,8 @@
 (competition beta 4); then the extractor with the best validation score.
 
 Cheap by design: the network is not rerun; the maps validation already computed are thresholded again. Components
-label (cc3d) only the box holding the class's voxels at the lowest threshold; peaks are found once at the lowest
-threshold, since the peaks at a higher one are the same peaks filtered by level (`peak_candidates`). Scores are the
+are labelled (cc3d) once at the lowest threshold, then each blob large enough is swept alone in its own box; peaks
+are found once at the lowest threshold, since the peaks at a higher one are the same filtered by level. Scores are the
 competition's (`match_counts` per tomogram and class, summed), so the tuned score equals `fbeta_score` of the points.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import cc3d
 import numpy as np
 import pandas as pd
 
@@ -59,18 +60,28 @@ def threshold_sweep(maps, c: ParticleClass, plan: PostprocessPlan, grid: np.ndar
     lo, hi = blob_size_bounds(
         (c,), maps.voxel_spacing, plan.label_radius_fraction, plan.min_blob_fraction, plan.max_blob_fraction
     )
-    box = bounding_box(class_mask(maps, c, lowest, plan.extractor))
+    lo, hi = lo[c.name], hi[c.name]
+    # The class's voxels at any higher threshold lie inside its blobs at the lowest one, and each blob stays apart
+    # from the others, so each blob is swept on its own box; one under the minimum size can only shrink: dropped.
+    mask = class_mask(maps, c, lowest, plan.extractor)
+    box = bounding_box(mask)
     if box is None:
         return lambda t: np.zeros((0, 3))
+    cc, n = cc3d.connected_components(mask[box].astype(np.uint8), connectivity=26, return_N=True)
+    del mask
+    stats = cc3d.statistics(cc)
     prob = maps.prob(c.label)[box]
-    argmax = maps.label[box] == c.label if plan.extractor == "argmax" else None
-    offset = np.array([s.start for s in box], dtype=float)
+    blobs = []
+    for k in range(1, n + 1):
+        if stats["voxel_counts"][k] >= lo:
+            sub = stats["bounding_boxes"][k]
+            start = np.array([b.start + s.start for b, s in zip(box, sub, strict=True)], dtype=float)
+            blobs.append((cc[sub] == k, prob[sub], start))
 
     def centres(t: float) -> np.ndarray:
-        mask = prob >= quantised(t)
-        if argmax is not None:
-            mask &= argmax
-        return blob_centres(mask, lo[c.name], hi[c.name]) + offset
+        level = quantised(t)
+        found = [blob_centres(inside & (p >= level), lo, hi) + start for inside, p, start in blobs]
+        return np.concatenate(found) if found else np.zeros((0, 3))
 
     return centres
 
