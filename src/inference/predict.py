@@ -129,7 +129,8 @@ def predict_volume(
                 probs = np.zeros((kept.shape[0] - 1, *volume.shape), dtype=np.uint8)
             label[c0:c1] = kept.argmax(dim=0).to(torch.uint8).cpu().numpy()
             for i in range(1, kept.shape[0]):  # one channel at a time: a float temporary of one class, not seven
-                probs[i - 1, c0:c1] = (kept[i] * PROB_SCALE).round_().clamp_(0, PROB_SCALE).to(torch.uint8).cpu()
+                level = (kept[i] * PROB_SCALE).round_().clamp_(0, PROB_SCALE)
+                probs[i - 1, c0:c1] = level.to(torch.uint8).cpu().numpy()
             del out, kept
     return ClassMaps(label, probs, voxel_spacing)
 
