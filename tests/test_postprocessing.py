@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from scipy.spatial.distance import cdist
 
@@ -286,3 +287,15 @@ def test_training_tunes_on_the_validation_pass_and_runs_no_second_inference(tmp_
     assert record["thresholds"] == plan.class_thresholds(CLASSES, params.predict.default_threshold)
     grid = set(np.round(threshold_grid(params.predict.threshold_grid), 6))
     assert all(round(v, 6) in grid for v in itertools.chain(*(t.values() for t in plan.thresholds.values())))
+
+
+def test_an_unknown_extractor_or_plan_source_is_one_sentence():
+    from src.params import ParamsError, parse_params
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["predict"].update(extractor="blobs", plan_source="yaml")
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    message = str(err.value)
+    assert "predict.extractor = blobs (must be one of auto, components, peaks, argmax)" in message
+    assert "predict.plan_source = yaml (must be one of checkpoint, params)" in message and "\n" not in message
