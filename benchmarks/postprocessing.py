@@ -42,7 +42,12 @@ TARGET_GAIN, CLASS_LOSS = 0.05, 0.02
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak RSS since it started (VmHWM): getrusage's ru_maxrss would carry over the parent's peak
+    across fork and exec (here the parent's, holding the synthesised volumes, hid every child's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB on most systems
 
 
 def score_cell(checkpoint: Path, params, flips: list[str]) -> list[dict]:
