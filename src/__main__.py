@@ -428,10 +428,11 @@ def thresholds(
     copick: Annotated[Path, typer.Option(help="A copick project folder or its config, with picks of --runs.")],
     runs: Annotated[str, typer.Option(help="Comma-separated validation runs to tune on.")],
 ):
-    """Tune per-class probability thresholds on annotated runs (max F-beta per class) and store them in the model."""
+    """Tune the post-processing plan on annotated runs (per-class thresholds of max F-beta for each point extractor,
+    and the extractor) and store it in the model."""
     p = load_params()
     from src.data.copick_io import CopickProject
-    from src.inference.checkpoint import update_thresholds
+    from src.inference.checkpoint import update_postprocess
     from src.inference.predict import tune_on_runs
 
     project = CopickProject(copick, p.classes.weights, p.data.picks_user)
@@ -439,9 +440,10 @@ def thresholds(
     unknown = sorted(set(names) - set(project.run_names()))
     if unknown:
         raise UserError(f"run {unknown[0]} is not in the copick project {project.config_path}")
-    tuned = tune_on_runs(model, project, names, p, progress=True)
-    update_thresholds(model, tuned)
-    typer.echo(f"{model}: " + ", ".join(f"{k} {v:.2f}" for k, v in tuned.items()))
+    plan, _ = tune_on_runs(model, project, names, p, progress=True)
+    update_postprocess(model, plan.to_dict())
+    tuned = plan.thresholds[plan.extractor]
+    typer.echo(f"{model}: {plan.extractor}, " + ", ".join(f"{k} {v:.2f}" for k, v in tuned.items()))
 
 
 @app.command()

@@ -154,6 +154,9 @@ class PredictParams:
     min_blob_fraction: float = ranged(NON_NEGATIVE)
     max_blob_fraction: float = ranged(POSITIVE)
     threshold_grid: tuple[float, float, float] = ranged(PROBABILITY)
+    extractor: str  # auto | components | peaks | argmax (src/inference/plan.py)
+    peak_radius_fraction: float = ranged(POSITIVE)
+    plan_source: str  # checkpoint | params
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,11 @@ def _consistency_problems(p: Params) -> list[str]:
     start, stop, step = p.predict.threshold_grid
     if not (start <= stop and step > 0):
         problems.append(f"predict.threshold_grid = {[start, stop, step]} (must be start <= stop and step > 0)")
+    extractors, sources = ("auto", "components", "peaks", "argmax"), ("checkpoint", "params")
+    if p.predict.extractor not in extractors:
+        problems.append(f"predict.extractor = {p.predict.extractor} (must be one of {', '.join(extractors)})")
+    if p.predict.plan_source not in sources:
+        problems.append(f"predict.plan_source = {p.predict.plan_source} (must be one of {', '.join(sources)})")
     if p.predict.min_blob_fraction > p.predict.max_blob_fraction:
         problems.append(
             f"predict.min_blob_fraction = {p.predict.min_blob_fraction} (must be <= predict.max_blob_fraction "

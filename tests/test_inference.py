@@ -17,7 +17,8 @@ from src.data.copick_io import CopickProject
 from src.data.masks import label_mask, paint_spheres
 from src.errors import DataError, UserError
 from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_thresholds
-from src.inference.points import blob_size_bounds, maps_to_points
+from src.inference.plan import PostprocessPlan
+from src.inference.points import PROB_SCALE, blob_size_bounds, maps_to_points
 from src.inference.predict import (
     SUBMISSION_COLUMNS,
     ClassMaps,
@@ -27,7 +28,7 @@ from src.inference.predict import (
     predict_volume,
     write_submission,
 )
-from src.inference.thresholds import threshold_grid, tune_thresholds
+from src.inference.thresholds import threshold_grid, tune_extractor
 from src.metric import fbeta_score
 from src.params import load_params
 from tests.conftest import REPO, TINY_SHAPE
@@ -111,13 +112,16 @@ def test_predict_volume_slabs_match_single_pass(params):
     slabbed = predict_volume(model, volume, PATCH, SPACING, predict_params(params, slab_depth=8), progress=False)
     whole = predict_volume(model, volume, PATCH, SPACING, predict_params(params, slab_depth=100), progress=False)
     assert slabbed.label.shape == volume.shape and slabbed.label.dtype == np.uint8
-    assert slabbed.prob.shape == volume.shape and slabbed.prob.dtype == np.float16
-    assert slabbed.prob.min() >= 1 / 7 - 1e-3 and slabbed.prob.max() <= 1.0
+    assert slabbed.probs.shape == (len(CLASSES), *volume.shape) and slabbed.probs.dtype == np.uint8
     assert (slabbed.label == whole.label).mean() >= 0.999
-    np.testing.assert_allclose(slabbed.prob.astype(float), whole.prob.astype(float), atol=1e-2)
+    assert np.abs(slabbed.probs.astype(int) - whole.probs.astype(int)).max() <= 1  # one uint8 level of rounding
+    # the argmax label's own probability is the largest of the classes' (where it is not background)
+    fg = slabbed.label > 0
+    own = np.take_along_axis(slabbed.probs, (slabbed.label.astype(int) - 1).clip(0)[None], axis=0)[0]
+    assert (own[fg] >= slabbed.probs.max(axis=0)[fg]).all()
 
     flipped = predict_volume(model, volume, PATCH, SPACING, predict_params(params, tta_flips="zx"), progress=False)
-    assert flipped.label.shape == volume.shape and not np.array_equal(flipped.prob, whole.prob)
+    assert flipped.label.shape == volume.shape and not np.array_equal(flipped.probs, whole.probs)
     with pytest.raises(UserError, match="tta_flips"):
         predict_volume(model, volume, PATCH, SPACING, predict_params(params, tta_flips="q"), progress=False)
 
@@ -134,11 +138,25 @@ def test_spacing_mismatch_is_an_error(checkpoint, params):
 # --- points ---------------------------------------------------------------------------------------------------
 
 
+def maps_of_labels(lab, prob=0.9, spacing=SPACING):
+    """Maps whose argmax is `lab`; each class's own probability is `prob` on its voxels and 0 elsewhere."""
+    probs = np.zeros((len(CLASSES), *lab.shape), np.uint8)
+    for c in CLASSES:
+        probs[c.label - 1][lab == c.label] = round(prob * PROB_SCALE)
+    return ClassMaps(lab, probs, spacing)
+
+
 def sphere_maps(shape, centres, radius, label, prob=0.9, spacing=SPACING):
     lab = np.zeros(shape, np.uint8)
     paint_spheres(lab, np.array(centres, float), radius, label)
-    p = np.where(lab > 0, prob, 0.95).astype(np.float16)
-    return ClassMaps(lab, p, spacing)
+    return maps_of_labels(lab, prob, spacing)
+
+
+def plan_of(extractor="argmax", threshold=0.5, max_blob_fraction=8.0, **changes):
+    thresholds = {extractor: {c.name: threshold for c in CLASSES}}
+    fields = dict(label_radius_fraction=0.5, min_blob_fraction=0.1, max_blob_fraction=max_blob_fraction)
+    fields.update(peak_radius_fraction=0.5, tta_flips="")
+    return PostprocessPlan(extractor=extractor, thresholds=thresholds, **{**fields, **changes})
 
 
 def bounds(spacing=SPACING, classes=CLASSES, params=None):
@@ -149,9 +167,8 @@ def test_known_blob_gives_its_centre_in_angstrom():
     ribo = by_name(CLASSES)["ribosome"]  # label sphere radius 0.5 * 150 / 10.01 = 7.5 voxels
     centre = (10.3, 20.6, 15.2)
     maps = sphere_maps((24, 40, 36), [centre], 7.5, ribo.label)
-    lo, hi = bounds()
-    thresholds = {c.name: 0.5 for c in CLASSES}
-    points = maps_to_points(maps, CLASSES, thresholds, lo, hi, "run")
+    plan = plan_of("argmax", 0.5)
+    points = maps_to_points(maps, CLASSES, plan, "run")
     assert list(points.columns) == ["experiment", "particle_type", "x", "y", "z"]
     assert len(points) == 1 and points.particle_type[0] == "ribosome"
     expected = np.array(centre[::-1]) * SPACING
@@ -160,17 +177,17 @@ def test_known_blob_gives_its_centre_in_angstrom():
     # the spacing used is the maps' true spacing: a voxel centroid c maps to c * spacing
     lab = np.zeros((24, 40, 36), np.uint8)
     lab[5:16, 10:21, 20:31] = ribo.label  # a cube, centroid exactly (10, 15, 25)
-    cube = maps_to_points(ClassMaps(lab, np.ones(lab.shape, np.float16), SPACING), CLASSES, thresholds, lo, hi, "r")
+    cube = maps_to_points(maps_of_labels(lab, 1.0), CLASSES, plan, "r")
     assert cube.x[0] == pytest.approx(25 * SPACING) and cube.y[0] == pytest.approx(15 * SPACING)
     assert cube.z[0] == pytest.approx(10 * SPACING)
 
     # too small, two blobs, below threshold
     small = sphere_maps((24, 40, 36), [centre], 1.0, ribo.label)
-    assert maps_to_points(small, CLASSES, thresholds, lo, hi, "run").empty
+    assert maps_to_points(small, CLASSES, plan, "run").empty
     two = sphere_maps((24, 60, 36), [(11, 12, 15), (11, 45, 15)], 7.5, ribo.label)
-    assert len(maps_to_points(two, CLASSES, thresholds, lo, hi, "run")) == 2
+    assert len(maps_to_points(two, CLASSES, plan, "run")) == 2
     weak = sphere_maps((24, 40, 36), [centre], 7.5, ribo.label, prob=0.4)
-    assert maps_to_points(weak, CLASSES, thresholds, lo, hi, "run").empty
+    assert maps_to_points(weak, CLASSES, plan, "run").empty
 
 
 class BrightBlobDetector(torch.nn.Module):
@@ -201,8 +218,7 @@ def test_a_known_blob_through_sliding_windows_slabs_and_score_lands_on_its_centr
     slabs = dataclasses.replace(params, slab_depth=16)
     maps = predict_volume(BrightBlobDetector(ribo.label), volume, PATCH, SPACING, slabs, progress=False)
     assert maps.label.shape == volume.shape and maps.voxel_spacing == SPACING
-    lo, hi = bounds()
-    points = maps_to_points(maps, CLASSES, {c.name: 0.5 for c in CLASSES}, lo, hi, "TS_1")
+    points = maps_to_points(maps, CLASSES, plan_of("argmax", 0.5), "TS_1")
     assert len(points) == 1 and points.particle_type[0] == "ribosome"
     offset = points[["x", "y", "z"]].to_numpy()[0] / SPACING - np.array(centre[::-1])
     assert np.all(np.abs(offset) < 1.0), offset  # within one voxel of the true centre on every axis
@@ -228,10 +244,9 @@ def test_painted_picks_round_trip_through_the_metric(tiny_project, params, tmp_p
         picks = project.picks(run, tomo)
         solution.append(picks)
         lab = label_mask(tomo.data.shape, picks, project.classes, tomo.voxel_spacing, 0.5)
-        maps = ClassMaps(lab, np.ones(lab.shape, np.float16), tomo.voxel_spacing)
-        lo, _ = blob_size_bounds(project.classes, tomo.voxel_spacing, 0.5, 0.1, 8.0)
-        hi = {k: np.inf for k in lo}  # neighbours of one class may touch and merge; do not drop them here
-        frames.append(maps_to_points(maps, project.classes, {c.name: 0.5 for c in CLASSES}, lo, hi, run))
+        maps = maps_of_labels(lab, 1.0, tomo.voxel_spacing)
+        # neighbours of one class may touch and merge; do not drop them here
+        frames.append(maps_to_points(maps, project.classes, plan_of("argmax", 0.5, max_blob_fraction=np.inf), run))
     points = pd.concat(frames, ignore_index=True)
     write_submission(points, tmp_path / "sub.csv")
     csv = pd.read_csv(tmp_path / "sub.csv")
@@ -246,24 +261,26 @@ def test_threshold_tuning_picks_a_separating_threshold():
     true_centres = [(11, 12, 15), (11, 28, 40)]
     false_centres = [(11, 12, 70), (11, 28, 85)]
     lab = np.zeros(shape, np.uint8)
-    prob = np.full(shape, 0.9, np.float16)
     paint_spheres(lab, np.array(true_centres + false_centres, float), 6.0, ribo.label)
     fake = np.zeros(shape, np.uint8)
     paint_spheres(fake, np.array(false_centres, float), 6.0, 1)
-    prob[lab > 0] = 0.8
-    prob[fake > 0] = 0.3
-    maps = ClassMaps(lab, prob, SPACING)
+    maps = maps_of_labels(lab, 0.8)
+    maps.prob(ribo.label)[fake > 0] = round(0.3 * PROB_SCALE)
     xyz = np.array(true_centres, float)[:, ::-1] * SPACING
     solution = pd.DataFrame({"experiment": "r", "particle_type": "ribosome", "x": xyz[:, 0], "y": xyz[:, 1]})
     solution["z"] = xyz[:, 2]
     grid = threshold_grid((0.05, 0.95, 0.05))
-    chosen = tune_thresholds(
-        {"r": maps}, solution, CLASSES, grid, label_radius_fraction=0.5, min_blob_fraction=0.1, max_blob_fraction=8
-    )
-    assert set(chosen) == {c.name for c in CLASSES}
-    assert 0.3 < chosen["ribosome"] <= 0.8
-    assert chosen["ribosome"] == pytest.approx(0.35)  # ties go to the lower threshold
-    assert chosen["beta-amylase"] == 0.5  # no reference points: the default
+    for extractor in ("argmax", "components", "peaks"):
+        chosen, scores = tune_extractor({"r": maps}, solution, CLASSES, grid, plan_of(extractor))
+        assert set(chosen) == {"ribosome"}  # only a class with reference points is tuned
+        assert chosen["ribosome"] == pytest.approx(0.35)  # ties go to the lower threshold
+        assert scores["ribosome"] == 1.0
+        # the tuned score is the competition's score of the points at that threshold
+        plan = plan_of(extractor, 0.35)
+        result = fbeta_score(solution, maps_to_points(maps, CLASSES, plan, "r"), CLASSES)
+        assert result.classes["ribosome"].fbeta == scores["ribosome"]
+    untuned = dataclasses.replace(plan_of("argmax"), thresholds={"argmax": chosen})
+    assert untuned.class_thresholds(CLASSES, 0.5)["beta-amylase"] == 0.5  # no reference points: the default
 
 
 # --- predict_runs and the CLI ---------------------------------------------------------------------------------
@@ -337,8 +354,10 @@ def test_cli_thresholds_tunes_and_stores_them(checkpoint, tiny_project, tmp_path
     )
     assert result.exit_code == 0, result.output
     _, meta = load_checkpoint(ckpt)
-    grid = set(np.round(threshold_grid(load_params().predict.threshold_grid), 6)) | {0.5}
-    assert set(meta["thresholds"]) == {c.name for c in CLASSES}
-    assert all(round(v, 6) in grid for v in meta["thresholds"].values())
+    plan = PostprocessPlan.from_dict(meta["postprocess"])
+    grid = set(np.round(threshold_grid(load_params().predict.threshold_grid), 6))
+    assert set(plan.thresholds) == {"argmax", "components", "peaks"} and plan.extractor in ("components", "peaks")
+    for tuned in plan.thresholds.values():
+        assert all(round(v, 6) in grid for v in tuned.values())
     bad = runner.invoke(app, ["thresholds", "--model", str(ckpt), "--copick", str(tiny_project), "--runs", "nope"])
     assert bad.exit_code != 0

@@ -242,7 +242,7 @@ def test_bad_realism_params_are_one_sentence_before_any_work(tmp_path, params, c
 def test_unannotated_particles_are_in_the_volume_but_not_in_the_picks(tmp_path, params):
     """Incomplete annotation, as in the real data: some particles of a class get no pick."""
     s = params.synth
-    placement = dataclasses.replace(s.placement, unannotated={"ribosome": 0.5})
+    placement = dataclasses.replace(s.placement, unannotated={"ribosome": 0.5}, count_scale=6.0)  # enough ribosomes
     settings = dataclasses.replace(s, runs=1, shape=(48, 96, 96), placement=placement)
     _, objects = synthesize_run(settings, 0, CZII_CLASSES)
     ribosomes = [o for o in objects if o.kind == "ribosome"]

@@ -15,6 +15,11 @@ from src.data.copick_io import angstrom_to_voxel
 from src.metric import COORDS
 
 
+def label_radius_voxels(particle_class: ParticleClass, voxel_spacing: float, label_radius_fraction: float) -> float:
+    """A class's label-sphere radius in voxels: `label_radius_fraction` x its radius (A) at the true spacing (A)."""
+    return label_radius_fraction * particle_class.radius / voxel_spacing
+
+
 def paint_spheres(mask: np.ndarray, centres_zyx: np.ndarray, radius_vox: float, label: int) -> None:
     """Set voxels within `radius_vox` of each (fractional) centre to `label`, in place, clipped to the volume."""
     reach = int(np.ceil(radius_vox))
@@ -40,6 +45,6 @@ def label_mask(
     for cls in sorted(classes, key=lambda c: -c.radius):
         points = picks.loc[picks.particle_type == cls.name, COORDS].to_numpy()
         if len(points):
-            radius_vox = radius_fraction * cls.radius / voxel_spacing
+            radius_vox = label_radius_voxels(cls, voxel_spacing, radius_fraction)
             paint_spheres(mask, angstrom_to_voxel(points, voxel_spacing), radius_vox, cls.label)
     return mask

@@ -2,8 +2,10 @@
 
 A checkpoint is one torch file holding a plain dict: the model name and constructor config, the weights, the
 particle classes, the voxel spacing (Angstrom) and patch size it was trained at, the per-class probability
-thresholds, the input normalisation, and free-form `extra` (e.g. training history). It is loaded with
-`weights_only=True`, so only plain python types and tensors are allowed in it.
+thresholds, the input normalisation, the post-processing plan (`postprocess`: src/inference/plan.py, as a plain dict;
+absent from checkpoints written before it existed, whose top-level `thresholds` were tuned for the argmax extractor),
+and free-form `extra` (e.g. training history). It is loaded with `weights_only=True`, so only plain python types and
+tensors are allowed in it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def save_checkpoint(
     voxel_spacing: float,
     patch_size: tuple[int, int, int],
     thresholds: dict[str, float],
+    postprocess: dict | None = None,
     extra: dict | None = None,
 ) -> None:
     """Write a checkpoint atomically (a crash never leaves a half-written file under `path`)."""
@@ -60,6 +63,8 @@ def save_checkpoint(
         "normalization": NORMALIZATION,
         "extra": dict(extra or {}),
     }
+    if postprocess is not None:
+        payload["postprocess"] = dict(postprocess)
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
 
@@ -102,5 +107,14 @@ def update_thresholds(path: str | Path, thresholds: dict[str, float]) -> None:
     path = Path(path)
     payload = _read(path)
     payload["thresholds"] = {**payload["thresholds"], **{str(k): float(v) for k, v in thresholds.items()}}
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def update_postprocess(path: str | Path, postprocess: dict) -> None:
+    """Replace the post-processing plan (`PostprocessPlan.to_dict()`) stored in a checkpoint, atomically."""
+    path = Path(path)
+    payload = _read(path)
+    payload["postprocess"] = dict(postprocess)
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)

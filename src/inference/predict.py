@@ -4,12 +4,14 @@ Memory: a 184 x 630 x 630 tomogram's 7 float32 probability maps alone take 2 GB.
 z-slabs of `slab_depth` rows; each slab's input is extended by exactly the sliding windows that touch its rows,
 laid on the same grid as a whole-volume pass, so every kept voxel is blended from the same windows with the same
 Gaussian weights as without slabs (no seams, identical up to float rounding). Each slab's softmax is reduced at
-once to the argmax class (uint8) and its probability (float16); only those two maps are kept for the volume.
+once to the argmax class (uint8) and each particle class's own probability (uint8, p x 255 rounded); only these are
+kept for the volume: 1 + 6 bytes per voxel, 0.5 GB for a 184 x 630 x 630 tomogram of the six CZII classes.
 The cost is re-evaluating the window rows that straddle slab boundaries (about one row per boundary).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +32,9 @@ from src.data.copick_io import (
 )
 from src.errors import UserError
 from src.inference.checkpoint import NORMALIZATION, load_checkpoint
-from src.inference.points import blob_size_bounds, maps_to_points
-from src.inference.thresholds import threshold_grid, tune_thresholds
+from src.inference.plan import PostprocessPlan, plan_for
+from src.inference.points import PROB_SCALE, maps_to_points
+from src.inference.thresholds import tune_plan
 from src.metric import COORDS, POINT_COLUMNS
 from src.params import Params, PredictParams
 
@@ -43,11 +46,16 @@ AXES = {"z": 2, "y": 3, "x": 4}
 
 @dataclass
 class ClassMaps:
-    """Argmax class (0 = background) and its softmax probability per voxel, (z, y, x), at the true spacing (A)."""
+    """Per voxel (z, y, x), at the true spacing (A): the argmax class (0 = background) and every particle class's
+    softmax probability, quantised to uint8 (p x 255, rounded); `probs[i]` is class label i + 1's."""
 
-    label: np.ndarray  # uint8
-    prob: np.ndarray  # float16
+    label: np.ndarray  # uint8 (z, y, x)
+    probs: np.ndarray  # uint8 (classes, z, y, x)
     voxel_spacing: float
+
+    def prob(self, label: int) -> np.ndarray:
+        """The uint8 probability map of the class with this label (1-based, as in label masks)."""
+        return self.probs[label - 1]
 
 
 def default_device() -> torch.device:
@@ -106,7 +114,7 @@ def predict_volume(
     mean = float(volume.mean(dtype=np.float64))
     std = float(volume.std(dtype=np.float64)) or 1.0
     label = np.zeros(volume.shape, dtype=np.uint8)
-    prob = np.zeros(volume.shape, dtype=np.float16)
+    probs = None  # (classes, z, y, x) once the number of output channels is known
     predictor = _predictor(model, flips, device)
     slabs = plan_slabs(volume.shape[0], patch_size[0], params.overlap, params.slab_depth)
     model.eval()
@@ -116,11 +124,15 @@ def predict_volume(
             out = sliding_window_inference(
                 x, patch_size, params.sw_batch_size, predictor, overlap=params.overlap, mode="gaussian"
             )
-            p, lab = out[0, :, c0 - a : c1 - a].max(dim=0)
-            del out
-            label[c0:c1] = lab.to(torch.uint8).cpu().numpy()
-            prob[c0:c1] = p.clamp(0, 1).to(torch.float16).cpu().numpy()
-    return ClassMaps(label, prob, voxel_spacing)
+            kept = out[0, :, c0 - a : c1 - a]
+            if probs is None:
+                probs = np.zeros((kept.shape[0] - 1, *volume.shape), dtype=np.uint8)
+            label[c0:c1] = kept.argmax(dim=0).to(torch.uint8).cpu().numpy()
+            for i in range(1, kept.shape[0]):  # one channel at a time: a float temporary of one class, not seven
+                level = (kept[i] * PROB_SCALE).round_().clamp_(0, PROB_SCALE)
+                probs[i - 1, c0:c1] = level.to(torch.uint8).cpu().numpy()
+            del out, kept
+    return ClassMaps(label, probs, voxel_spacing)
 
 
 def predict_tomogram(
@@ -143,22 +155,15 @@ def predict_tomogram(
     return predict_volume(model, tomo.data, tuple(meta["patch_size"]), tomo.voxel_spacing, params, progress)
 
 
-def thresholds_for(meta: dict, params: PredictParams) -> dict[str, float]:
-    saved = meta.get("thresholds") or {}
-    return {c.name: float(saved.get(c.name, params.default_threshold)) for c in meta["classes"]}
+def with_plan(params: PredictParams, plan: PostprocessPlan) -> PredictParams:
+    """Inference settings under a plan: the plan's test-time flips, the rest from params."""
+    return dataclasses.replace(params, tta_flips=plan.tta_flips)
 
 
-def points_of_maps(maps: ClassMaps, meta: dict, run: str, params: Params, thresholds=None) -> pd.DataFrame:
-    """Points of one run's maps with the checkpoint's classes and thresholds (or `thresholds`) and params' bounds."""
-    classes = meta["classes"]
-    lo, hi = blob_size_bounds(
-        classes,
-        maps.voxel_spacing,
-        params.masks.label_radius_fraction,
-        params.predict.min_blob_fraction,
-        params.predict.max_blob_fraction,
-    )
-    return maps_to_points(maps, classes, thresholds or thresholds_for(meta, params.predict), lo, hi, run)
+def points_of_maps(maps: ClassMaps, meta: dict, run: str, params: Params, plan: PostprocessPlan | None = None):
+    """Points of one run's maps with the checkpoint's classes and `plan` (default: the one predict applies)."""
+    plan = plan or plan_for(meta, params)
+    return maps_to_points(maps, meta["classes"], plan, run, params.predict.default_threshold)
 
 
 def _loaded(checkpoint, device=None):
@@ -168,34 +173,35 @@ def _loaded(checkpoint, device=None):
 
 
 def predict_run_maps(
-    checkpoint, project: CopickProject, runs, tomo_type: str, folder_spacing: float, params: Params, progress=True
+    checkpoint,
+    project: CopickProject,
+    runs,
+    tomo_type: str,
+    folder_spacing: float,
+    params: Params,
+    progress=True,
+    tta_flips: str | None = None,
 ) -> dict[str, ClassMaps]:
     """Class maps per run (for threshold tuning); `checkpoint` is a path or a loaded (model, meta). Each run is read
-    from its folder nearest the model's trained spacing, else from `folder_spacing`."""
+    from its folder nearest the model's trained spacing, else from `folder_spacing`. Flips: params' unless
+    `tta_flips` is given."""
     model, meta = _loaded(checkpoint)
+    settings = params.predict if tta_flips is None else dataclasses.replace(params.predict, tta_flips=tta_flips)
     maps = {}
     for run in tqdm(list(runs), desc="tomograms", unit="run", disable=None if progress else True):
         folder = project.folder_spacing(run, float(meta["voxel_spacing"]), folder_spacing)
         tomo = project.tomogram(run, tomo_type, folder)
-        maps[run] = predict_tomogram(model, meta, tomo, params.predict, progress)
+        maps[run] = predict_tomogram(model, meta, tomo, settings, progress)
     return maps
 
 
-def tune_on_runs(checkpoint, project: CopickProject, runs, params: Params, progress: bool = False) -> dict[str, float]:
-    """Per-class thresholds that maximise F-beta on `runs`, whose picks are the reference (validation runs)."""
+def tune_on_runs(checkpoint, project: CopickProject, runs, params: Params, progress: bool = False):
+    """(plan, validation score result): the post-processing plan tuned on `runs`, whose picks are the reference
+    (validation runs), from one inference pass over them with params' settings."""
     model, meta = _loaded(checkpoint)
     d = params.data
     maps = predict_run_maps((model, meta), project, runs, d.tomo_type, d.voxel_spacing, params, progress)
-    return tune_thresholds(
-        maps,
-        pd.concat([project.picks(r) for r in runs], ignore_index=True),
-        meta["classes"],
-        threshold_grid(params.predict.threshold_grid),
-        label_radius_fraction=params.masks.label_radius_fraction,
-        min_blob_fraction=params.predict.min_blob_fraction,
-        max_blob_fraction=params.predict.max_blob_fraction,
-        default_threshold=params.predict.default_threshold,
-    )
+    return tune_plan(maps, pd.concat([project.picks(r) for r in runs], ignore_index=True), meta["classes"], params)
 
 
 def predict_runs(
@@ -206,15 +212,18 @@ def predict_runs(
     folder_spacing: float,
     params: Params,
     progress: bool = True,
-    thresholds: dict[str, float] | None = None,
+    plan: PostprocessPlan | None = None,
 ) -> pd.DataFrame:
-    """Predicted points (experiment, particle_type, x, y, z in A) of runs; `checkpoint`: path or (model, meta)."""
+    """Predicted points (experiment, particle_type, x, y, z in A) of runs; `checkpoint`: path or (model, meta);
+    `plan`: the checkpoint's (or params', see `plan_for`) unless given."""
     model, meta = _loaded(checkpoint)
+    plan = plan or plan_for(meta, params)
+    settings = with_plan(params.predict, plan)
     frames = []
     for run in tqdm(list(runs), desc="tomograms", unit="run", disable=None if progress else True):
         tomo = project.tomogram(run, tomo_type, folder_spacing)
-        maps = predict_tomogram(model, meta, tomo, params.predict, progress)
-        frames.append(points_of_maps(maps, meta, run, params, thresholds))
+        maps = predict_tomogram(model, meta, tomo, settings, progress)
+        frames.append(points_of_maps(maps, meta, run, params, plan))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -283,16 +292,18 @@ def run_predict(
                 for c in meta["classes"]:
                     picks_file_name(c.name, "copick", PICKS_USER, PICKS_SESSION)
     frames, spacings = [], {}
+    plan = plan_for(meta, params)
+    settings = with_plan(params.predict, plan)
     if tomogram is not None:
-        maps = predict_tomogram(model, meta, tomogram, params.predict, progress, rescale)
-        frames.append(points_of_maps(maps, meta, tomogram.name, params))
+        maps = predict_tomogram(model, meta, tomogram, settings, progress, rescale)
+        frames.append(points_of_maps(maps, meta, tomogram.name, params, plan))
     else:
         for run in tqdm(names, desc="tomograms", unit="run", disable=None if progress else True):
             # The pixel size the model was trained at, where the run has it; else params' (then rescaled or refused).
             folder = project.folder_spacing(run, float(meta["voxel_spacing"]), params.data.voxel_spacing)
             tomo = project.tomogram(run, tomo_type or params.data.tomo_type, folder)
-            maps = predict_tomogram(model, meta, tomo, params.predict, progress, rescale)
-            frames.append(points_of_maps(maps, meta, run, params))
+            maps = predict_tomogram(model, meta, tomo, settings, progress, rescale)
+            frames.append(points_of_maps(maps, meta, run, params, plan))
             spacings[run] = tomo.voxel_spacing
     points = pd.concat(frames, ignore_index=True)
     write_submission(points, out)

@@ -37,8 +37,10 @@ from src.data.prepare import MANIFEST_NAME, open_project
 from src.data.split import read_split
 from src.errors import UserError
 from src.hardware import hardware_record, use_deterministic_algorithms
-from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_thresholds
-from src.inference.predict import default_device, predict_runs, tune_on_runs
+from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_postprocess
+from src.inference.plan import PostprocessPlan
+from src.inference.predict import default_device, predict_run_maps, predict_runs
+from src.inference.thresholds import tune_plan
 from src.metric import fbeta_score
 from src.models import build_model
 from src.params import Params
@@ -372,10 +374,15 @@ def fit_epoch(session: CellSession, epoch: int, bar: tqdm | None = None) -> dict
 
 def validate(session: CellSession, epoch: int):
     """Score the current model on the sample's validation runs with the competition metric, through the real
-    predict path; keep it as `best.pt` when it beats the best so far. Returns the score result."""
-    partial, state = session.paths.partial, session.state
+    predict path, with the post-processing plan tuned on the maps of this same pass (stored in the checkpoint, so
+    tuning never reruns inference); keep it as `best.pt` when it beats the best so far. Returns the score result."""
+    partial, state, d = session.paths.partial, session.state, session.params.data
+    runs = session.sample["val"]
     save_checkpoint(partial / "current.pt", session.model, **session.checkpoint_meta())
-    val = _score_runs(session, load_checkpoint(partial / "current.pt", session.device), session.sample["val"])
+    loaded = load_checkpoint(partial / "current.pt", session.device)
+    maps = predict_run_maps(loaded, session.project, runs, d.tomo_type, d.voxel_spacing, session.params, False)
+    plan, val = tune_plan(maps, _solution(session.project, runs), session.classes, session.params)
+    update_postprocess(partial / "current.pt", plan.to_dict())
     if val.score > state.best_score:
         state.best_score, state.best_epoch = val.score, epoch + 1
         os.replace(partial / "current.pt", partial / "best.pt")
@@ -391,13 +398,14 @@ def save_resume_state(session: CellSession) -> None:
 
 
 def select_and_tune(session: CellSession) -> dict[str, float]:
-    """Per-class thresholds tuned on the validation runs, stored in the best checkpoint; returns them."""
-    best = session.paths.partial / "best.pt"
-    thresholds = tune_on_runs(
-        load_checkpoint(best, session.device), session.project, session.sample["val"], session.params
-    )
-    update_thresholds(best, thresholds)
-    return thresholds
+    """The best checkpoint's per-class thresholds for its chosen extractor. `validate` tuned its plan on the maps of
+    the validation pass that chose it and stored it there, so nothing is inferred again here."""
+    import mlflow
+
+    plan = PostprocessPlan.from_dict(load_checkpoint(session.paths.partial / "best.pt")[1]["postprocess"])
+    if mlflow.active_run():
+        mlflow.log_param("postprocess.extractor", plan.extractor)
+    return plan.class_thresholds(session.classes, session.params.predict.default_threshold)
 
 
 def evaluate_test_set(session: CellSession):
