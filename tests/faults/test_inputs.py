@@ -186,6 +186,9 @@ RANGES = [  # (key, bad value, command)
     ("report.alpha", 1.5, "info"),
     ("report.min_pairs", 1, "solution"),
     ("report.decimals", -1, "show"),
+    ("report.equivalence_margin", 0.0, "info"),
+    ("report.power", 1.0, "solution"),
+    ("predict.peak_radius_fraction", 0.0, "info"),
 ]
 
 
