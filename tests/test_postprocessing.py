@@ -281,7 +281,7 @@ def test_training_tunes_on_the_validation_pass_and_runs_no_second_inference(tmp_
     validations = sum(1 for e in range(1, 3) if e % raw["train"]["val_every"] == 0 or e == 2)
     assert sorted(inferred) == sorted(val * validations + test)
 
-    _, meta = load_checkpoint(ws / params.train.models_dir / cell.name / "model.pt")
+    _, meta = load_checkpoint(ws / params.train.models_dir / cell.run_name / "model.pt")
     plan = PostprocessPlan.from_dict(meta["postprocess"])
     assert set(plan.thresholds) == {"argmax", "components", "peaks"} and plan.extractor in ("components", "peaks")
     assert record["thresholds"] == plan.class_thresholds(CLASSES, params.predict.default_threshold)
