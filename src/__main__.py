@@ -525,7 +525,7 @@ def tracking_import(
         if not exports:
             raise UserError(f"no run exports (*.json) in {folder}/: train a cell first, or give the files")
     imported, skipped = tracking.import_runs(exports)
-    typer.echo(f"imported {len(imported)} runs into {tracking.store_dir()} ({len(skipped)} already there)")
+    typer.echo(f"imported {len(imported)} runs into {tracking.tracking_uri()} ({len(skipped)} already there)")
     typer.echo(f"see them with: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
 
 
@@ -542,6 +542,125 @@ def tracking_export(
     files = metrics or sorted(Path(load_params().train.metrics_dir).glob("*.json"))
     for path in files:
         typer.echo(f"wrote {tracking.export_cell_run(path)}")
+
+
+@tracking_app.command("serve")
+def tracking_serve(
+    backend_store_uri: Annotated[
+        str | None,
+        typer.Option(help="Database of runs: postgresql://user:pass@host/db on a cluster (default: the sqlite store)."),
+    ] = None,
+    artifacts: Annotated[
+        Path | None, typer.Option(help="Folder where the server keeps artifacts (default: mlruns/artifacts).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every node may log to it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+):
+    """Start an MLflow server for many writers (the grid's jobs); export MLFLOW_TRACKING_URI as it prints."""
+    import os
+
+    from src import tracking
+
+    command = tracking.server_command(backend_store_uri, artifacts, host, port)
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    typer.echo(f"export MLFLOW_TRACKING_URI=http://{shown}:{port}   # in every shell that trains or reports", err=True)
+    typer.echo(" ".join(command), err=True)
+    os.execvp(command[0], command)
+
+
+grid_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="The grid's cells as local processes (one per GPU or CPU slot) or SLURM jobs, recorded in dvc.lock.",
+)
+app.add_typer(grid_app, name="grid")
+
+
+def _grid_cells(names: list[str] | None):
+    from src.study import Study
+
+    study = Study.from_params(load_params())
+    if not names:
+        return study.cells()
+    cells = []
+    for name in names:  # a configuration name means all its seeds
+        parsed = study.parse(name)
+        cells += [parsed] if name.rsplit("-", 1)[-1].startswith("r") else [c for c in study.cells() if c.name == name]
+    return cells
+
+
+@grid_app.command("run")
+def grid_run(
+    cells: Annotated[
+        list[str] | None, typer.Argument(help="Cells (unet-c16-p64-s1-r0) or configurations; default: the whole grid.")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="local (processes on this machine) or slurm (submitit).")] = "local",
+    gpus: Annotated[
+        int | None, typer.Option(help="local: GPUs to use, one cell each; slurm: GPUs per job [params: grid.slurm].")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(help="local: cells at once (default: --gpus, else 1); CPU slots share the cores.")
+    ] = None,
+    partition: Annotated[str | None, typer.Option(help="slurm: partition [params: grid.slurm.partition].")] = None,
+    time: Annotated[str | None, typer.Option(help="slurm: wall time per job, HH:MM [params: grid.slurm.time].")] = None,
+    mem: Annotated[str | None, typer.Option(help="slurm: memory per job, e.g. 32G [params: grid.slurm.mem].")] = None,
+    cpus_per_task: Annotated[
+        int | None, typer.Option(help="slurm: CPUs per job [params: grid.slurm.cpus_per_task].")
+    ] = None,
+):
+    """Run cells to the end: submit, watch, resubmit failed ones to resume (grid.retries), dvc commit finished ones."""
+    import dataclasses
+
+    from src.grid import GridRun, run_grid, wall_minutes
+    from src.tracking import repo_root
+
+    p = load_params()
+    grid = p.grid
+    if executor == "slurm" and grid.slurm is not None:
+        overrides = {"partition": partition, "time": time, "mem": mem, "cpus_per_task": cpus_per_task}
+        overrides["gpus_per_task"] = gpus
+        slurm = dataclasses.replace(grid.slurm, **{k: v for k, v in overrides.items() if v is not None})
+        wall_minutes(slurm.time)
+        grid = dataclasses.replace(grid, slurm=slurm)
+    if (gpus or 0) < 0 or (jobs is not None and jobs < 1):
+        raise UserError("--gpus must be 0 or more and --jobs 1 or more")
+    chosen = _grid_cells(cells)
+    slots = jobs or gpus or 1
+    run = GridRun(repo_root(), grid, executor, slots, gpus or 0)
+    typer.echo(f"{len(chosen)} cells, executor {executor}" + (f", {slots} at a time" if executor == "local" else ""))
+    ended = run_grid(run, chosen, say=lambda text: typer.echo(f"{_clock()} {text}"))
+    failed = [j for j in ended.values() if j.state != "done"]
+    typer.echo(f"{len(ended) - len(failed)} of {len(ended)} cells done and recorded in dvc.lock")
+    for job in failed:
+        typer.echo(f"  {job.cell}: {job.state}: {job.message}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _clock() -> str:
+    import time
+
+    return time.strftime("%H:%M:%S")
+
+
+@grid_app.command("status")
+def grid_status_command(
+    cells: Annotated[list[str] | None, typer.Argument(help="Cells or configurations; default: the whole grid.")] = None,
+):
+    """Which cells are queued, running, done or failed (from SLURM or the local processes, and the metrics files)."""
+    from src.grid import grid_status
+    from src.tracking import repo_root
+
+    p = load_params()
+    rows = grid_status(repo_root(), p.grid, _grid_cells(cells), p.train.metrics_dir)
+    width = max(len(r.cell) for r in rows)
+    typer.echo(f"{'cell':<{width}}  {'state':<24} tries  {'job':<12} log")
+    for r in rows:
+        typer.echo(f"{r.cell:<{width}}  {r.state:<24} {r.attempts:>5}  {r.job_id or '-':<12} {r.log or '-'}")
+    counts = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    typer.echo(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
 
 
 def main() -> None:

@@ -220,6 +220,28 @@ class ReportParams:
 
 
 @dataclass(frozen=True)
+class SlurmParams:
+    """What every SLURM job of the grid asks for (`grid run --executor slurm`; options on the command line win)."""
+
+    partition: str | None
+    time: str  # HH:MM (or D-HH:MM), a job's wall-time limit; submitit requeues it from its last epoch when it runs out
+    mem: str  # memory per job, as sbatch reads it ("32G")
+    cpus_per_task: int = ranged(AT_LEAST_1)
+    gpus_per_task: int = ranged(NON_NEGATIVE)
+    setup: tuple[str, ...] | None = None  # shell lines run before each job (module load ..., source venv/bin/activate)
+
+
+@dataclass(frozen=True)
+class GridParams:
+    """`python -m src grid run`: the cells as local processes or SLURM jobs."""
+
+    retries: int = ranged(NON_NEGATIVE)
+    poll_seconds: float = ranged(POSITIVE)
+    log_dir: str = "logs/grid"
+    slurm: SlurmParams | None = None
+
+
+@dataclass(frozen=True)
 class Params:
     study: StudyParams
     data: DataParams
@@ -230,6 +252,7 @@ class Params:
     predict: PredictParams
     report: ReportParams
     train: TrainParams
+    grid: GridParams
 
 
 def _build(cls, raw, where: str):

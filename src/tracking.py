@@ -1,7 +1,11 @@
-"""The MLflow store: one sqlite database under <repo>/mlruns, one run per grid cell.
+"""The MLflow store: one run per grid cell, in a sqlite database under <repo>/mlruns, or on an MLflow server.
 
-The store's path is absolute and resolved from the repository root, because `dvc exp run --queue` runs each experiment
-in a temporary copy of the repository: a relative URI would send its runs into a database that is then deleted.
+One machine uses the sqlite file. Many writers (the grid's jobs on a cluster, `python -m src grid run`) log over HTTP
+to an `mlflow server` with a database behind it (PostgreSQL on a cluster; `python -m src tracking serve` starts one):
+MLflow's own MLFLOW_TRACKING_URI names it, and each metrics file records the server its run went to.
+
+The sqlite store's path is absolute and resolved from the repository root, because `dvc exp run --queue` runs each
+experiment in a temporary copy of the repository: a relative URI would send its runs into a database then deleted.
 Several processes creating a new sqlite store at once corrupt it, so creation happens once, under a file lock.
 """
 
@@ -38,14 +42,38 @@ def store_dir() -> Path:
     return Path(os.environ.get(ENV_STORE) or repo_root() / "mlruns").resolve()
 
 
-def tracking_uri() -> str:
+ENV_SERVER = "MLFLOW_TRACKING_URI"  # MLflow's own variable: a tracking server (http://host:port) for many writers
+
+
+def local_uri() -> str:
+    """The sqlite store of this machine (the default)."""
     return f"sqlite:///{store_dir() / 'mlflow.db'}"
+
+
+def server_uri() -> str | None:
+    """The tracking server that MLFLOW_TRACKING_URI names, if any (a file or sqlite URI there is not a server)."""
+    uri = os.environ.get(ENV_SERVER, "").strip()
+    return uri if uri.startswith(("http://", "https://")) else None
+
+
+def tracking_uri() -> str:
+    """Where runs are logged and read: the server MLFLOW_TRACKING_URI names, else the local sqlite store."""
+    return server_uri() or local_uri()
+
+
+def store_record() -> dict[str, str]:
+    """What a metrics file says of its run's store: the server's URI, or nothing for the local sqlite store (whose
+    absolute path would tie a committed file to one machine)."""
+    server = server_uri()
+    return {"mlflow_tracking_uri": server} if server else {}
 
 
 def ensure_store(experiment: str = EXPERIMENT) -> str:
     """Create the store and the experiment if missing (once, under a lock); return the experiment id."""
     import mlflow
 
+    if server_uri() is not None:
+        return _ensure_server_experiment(mlflow.MlflowClient(server_uri()), experiment)
     folder = store_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".create.lock").open("w") as lock:
@@ -55,6 +83,23 @@ def ensure_store(experiment: str = EXPERIMENT) -> str:
         if found is not None:
             return found.experiment_id
         return client.create_experiment(experiment, artifact_location=(folder / "artifacts").as_uri())
+
+
+def _ensure_server_experiment(client, experiment: str) -> str:
+    """The experiment on a server, created if missing; jobs starting at once may race to create it (the server's
+    database allows one, the losers read it back). Artifacts go where the server was told to keep them."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(experiment)
+    except MlflowException:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def git_commit() -> str:
@@ -91,7 +136,7 @@ def fail_run_if_running(run_id: str) -> bool:
     say so); whether it did. Best effort: a run that is not in this store is left alone."""
     import mlflow
 
-    if not (store_dir() / "mlflow.db").exists():
+    if server_uri() is None and not (store_dir() / "mlflow.db").exists():
         return False
     try:
         client = mlflow.MlflowClient(tracking_uri())
@@ -313,3 +358,28 @@ def import_runs(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
         client.set_terminated(run_id, status=export["status"], end_time=export["end_time"])
         imported.append(run_id)
     return imported, skipped
+
+
+def server_command(backend_store_uri: str | None, artifacts: str | Path | None, host: str, port: int) -> list[str]:
+    """`mlflow server` for many writers: runs in `backend_store_uri` (default: this machine's sqlite store), artifacts
+    served over HTTP from `artifacts` (default: the store's artifacts folder), so jobs on other nodes need no share."""
+    import shutil
+
+    backend = backend_store_uri or local_uri()
+    if backend.startswith("sqlite:///"):
+        store_dir().mkdir(parents=True, exist_ok=True)
+    folder = Path(artifacts) if artifacts else store_dir() / "artifacts"
+    mlflow = shutil.which("mlflow") or "mlflow"
+    return [
+        mlflow,
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(folder.resolve()),
+        "--serve-artifacts",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]

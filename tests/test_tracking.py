@@ -107,8 +107,32 @@ def test_a_run_neither_in_the_store_nor_exported_is_a_user_error(logged, tmp_pat
     metrics, ids = logged
     (metrics / "mlflow" / f"{CELLS[1]}.json").unlink()
     shutil.rmtree(tmp_path / "mlruns")
-    with pytest.raises(UserError, match=f"no MLflow store at .*names run {ids[1]} with no export"):
+    with pytest.raises(UserError, match=f"no MLflow store answers .*names run {ids[1]} with no export"):
         load_runs(metrics, STUDY)
     (metrics / "mlflow" / f"{CELLS[1]}.json").write_text("{}")
     with pytest.raises(UserError, match="not an MLflow run export"):
         load_runs(metrics, STUDY)
+
+
+def test_a_metrics_file_naming_a_server_that_is_gone_is_read_from_its_export(logged, tmp_path, monkeypatch):
+    """A run logged to an MLflow server says so in its metrics file; the report asks that server, and when it does
+    not answer reads the export (quickly: MLflow's client would retry for minutes)."""
+    import socket
+    import time
+
+    metrics, ids = logged
+    expected = load_runs(metrics, STUDY)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for name in CELLS:
+        path = metrics / f"{name}.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"mlflow_tracking_uri": gone}))
+    started = time.monotonic()
+    pd.testing.assert_frame_equal(load_runs(metrics, STUDY), expected)
+    assert time.monotonic() - started < 30
+
+    monkeypatch.setenv(tracking.ENV_SERVER, gone)
+    assert tracking.tracking_uri() == gone and tracking.store_record() == {"mlflow_tracking_uri": gone}
+    monkeypatch.setenv(tracking.ENV_SERVER, "sqlite:///elsewhere.db")  # not a server: the local store stays
+    assert tracking.tracking_uri() == tracking.local_uri() and tracking.store_record() == {}

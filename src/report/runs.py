@@ -71,13 +71,54 @@ def _run_values(client, tracking_uri: str | None, run_id: str, where: str) -> tr
         return tracking.RunValues.of_export(export)
     if client is None:
         raise UserError(
-            f"no MLflow store at {tracking.store_dir()}, and {where} names run {run_id} with no export at "
-            f"{export_path}: re-run that cell (dvc repro -f) or point CRYOET_MLRUNS at the store it was logged to"
+            f"no MLflow store answers for {where} (its server, or {tracking.store_dir()}), and it names run "
+            f"{run_id} with no export at {export_path}: re-run that cell (dvc repro -f) or point CRYOET_MLRUNS "
+            "at the store it was logged to"
         )
     raise UserError(
         f"{where} names MLflow run {run_id}, which is not in the store {tracking_uri} and has no export at "
         f"{export_path}: re-run that cell (dvc repro -f) or point CRYOET_MLRUNS at the store it was logged to"
     )
+
+
+class RunStores:
+    """The MLflow store of each metrics file: the server it names (`mlflow_tracking_uri`, written by runs that logged
+    to one), else `default` (the report's --tracking-uri), else the local sqlite store if there is one. A server that
+    does not answer is skipped (the exports beside the metrics files stand in), once per server."""
+
+    def __init__(self, default: str | None = None) -> None:
+        if default is None and (tracking.store_dir() / "mlflow.db").exists():
+            default = tracking.local_uri()
+        self.default = default
+        self._clients: dict[str, object] = {}
+
+    def client_for(self, record: dict) -> tuple[str | None, object]:
+        uri = record.get("mlflow_tracking_uri") or self.default
+        if uri is None:
+            return None, None
+        if uri not in self._clients:
+            self._clients[uri] = _client(uri)
+        return uri, self._clients[uri]
+
+
+def _client(uri: str):
+    import mlflow
+
+    if uri.startswith(("http://", "https://")) and not _answers(uri):
+        return None
+    return mlflow.MlflowClient(uri)
+
+
+def _answers(server: str, timeout: float = 3.0) -> bool:
+    """Whether an MLflow server is up (its /health); MLflow's own client would retry for minutes."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(server.rstrip("/") + "/health", timeout=timeout) as reply:
+            return reply.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 def _record_sizes(record: dict, key: str) -> tuple[int, ...] | None:
@@ -90,16 +131,12 @@ def load_runs(metrics_dir: str | Path, study: Study, tracking_uri: str | None = 
     trained with are tuples in `channel_sizes` and `patch_size` (the demo trains smaller patches under the paper's
     keys)."""
     records = read_metrics_files(metrics_dir)
-    client = None
-    if tracking_uri is not None or (tracking.store_dir() / "mlflow.db").exists():
-        import mlflow
-
-        tracking_uri = tracking_uri or tracking.tracking_uri()
-        client = mlflow.MlflowClient(tracking_uri)
+    stores = RunStores(tracking_uri)
     rows = []
     for record in records:
         run_id, where = record["mlflow_run_id"], record["_path"]
-        run = _run_values(client, tracking_uri, run_id, where)
+        uri, client = stores.client_for(record)
+        run = _run_values(client, uri, run_id, where)
         cell, seed = record_cell(record, study)
         tagged = run.tags.get("cell", run.run_name)
         if tagged not in (record["cell"], cell.name):  # runs tag the cell with or without its seed suffix

@@ -171,6 +171,7 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     run_id: str | None = None
     seconds: float = 0.0
+    resumed_from: list[int] = field(default_factory=list)  # the epoch each resume continued from (grid retries)
 
 
 @dataclass
@@ -322,6 +323,7 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = F
     last = paths.partial / "last.pt"
     if resume and last.exists():
         state = _resume(cell, last, device, model, optimizer, fingerprint)
+        state.resumed_from.append(state.epoch)
     else:
         if resume:
             _notice(f"nothing to resume for {cell.run_name} (no {last}); starting from the first epoch")
@@ -448,6 +450,8 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
         "channel_sizes": list(session.params.study.channels[cell.channels]),
         "patch_size": list(session.patch),
         "mlflow_run_id": run_id,
+        **tracking.store_record(),
+        "resumed_from_epochs": session.state.resumed_from,
         "test_score": test.score,
         "test_fbeta": {k: v.fbeta for k, v in test.classes.items()},
         # TP/FP/FN per test tomogram and class, so the report can resample tomograms.
@@ -502,6 +506,8 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
         if state.run_id is None:
             state.run_id = run.info.run_id
             save_resume_state(session)  # so a restart finds (and closes) this run even if killed in the first epoch
+        if state.resumed_from:  # a resumed run says so: the grid's retries continue, they do not start over
+            mlflow.set_tag("resumed_from_epochs", ",".join(map(str, state.resumed_from)))
         total = (t.epochs - state.epoch) * t.steps_per_epoch
         bar = tqdm(total=total, desc=cell.run_name, unit="step", disable=None if progress else True)
         for epoch in range(state.epoch, t.epochs):

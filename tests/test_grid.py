@@ -1,0 +1,278 @@
+"""`python -m src grid`: tiny cells run as local processes and as real SLURM jobs logging to an MLflow server on
+PostgreSQL; one job is killed mid-run and must be resumed, not restarted; finished cells land in dvc.lock.
+
+The SLURM test needs a SLURM controller and node and a PostgreSQL server on this machine (`.ci/start-slurm` and
+`.ci/start-postgres`, which `.ci/run` runs); where they do not answer it skips and says which."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+import yaml
+
+from src import grid as grid_module
+from src.errors import UserError
+from tests.test_pipeline import _fresh_copy
+from tests.test_train import tiny_params
+
+POSTGRES = os.environ.get("CRYOET_TEST_POSTGRES", "postgresql://mlflow:mlflow@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="module")
+def grid_repo(tmp_path_factory) -> Path:
+    """A fresh copy of the repository with tiny params (4 epochs of 3 steps), its data and split made by DVC; no
+    committed cell outputs, so the cells here are all there is."""
+    repo = _fresh_copy(tmp_path_factory.mktemp("grid") / "repo")
+    shutil.rmtree(repo / "metrics", ignore_errors=True)
+    raw = tiny_params(yaml.safe_load((repo / "params.yaml").read_text()), epochs=4)
+    raw["grid"].update(poll_seconds=0.5, retries=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+    done = subprocess.run(["dvc", "repro", "split"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return repo
+
+
+def _copy(repo: Path, dest: Path) -> Path:
+    shutil.copytree(repo, dest, symlinks=True)
+    return dest
+
+
+def _start_grid(repo: Path, env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "src", "grid", "run", *args],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for_epoch(repo: Path, cell: str, driver: subprocess.Popen, timeout: float = 240) -> None:
+    """Until the cell has saved its first finished epoch (so that there is something to resume)."""
+    last = repo / "models" / f".{cell}.partial" / "last.pt"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert driver.poll() is None, driver.communicate()[0]
+        try:
+            if last.exists() and torch.load(last, weights_only=False)["state"]["epoch"] >= 1:
+                return
+        except (EOFError, RuntimeError, KeyError):  # caught mid-write by the atomic rename's other side
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{cell} saved no epoch in {timeout} s")
+
+
+def _job(repo: Path, cell: str) -> dict:
+    return json.loads((repo / "logs" / "grid" / "grid.json").read_text())["cells"][cell]
+
+
+def _check_cells(repo: Path, client, cells: list[str], killed: str, epochs: int = 4) -> None:
+    """Every cell FINISHED exactly once in the store; the killed one continued its run from a saved epoch; each
+    logged every epoch exactly once; dvc.lock has them all."""
+    experiment = client.get_experiment_by_name("attention-unet-cryoet")
+    runs = client.search_runs([experiment.experiment_id])
+    for cell in cells:
+        mine = [r for r in runs if r.data.tags.get("cell") == cell]
+        assert [r.info.status for r in mine] == ["FINISHED"], (cell, [r.info.status for r in mine])
+        record = json.loads((repo / "metrics" / f"{cell}.json").read_text())
+        assert record["mlflow_run_id"] == mine[0].info.run_id
+        steps = sorted({m.step for m in client.get_metric_history(mine[0].info.run_id, "train_loss")})
+        assert steps == list(range(1, epochs + 1))
+        if cell == killed:
+            assert record["resumed_from_epochs"] and record["resumed_from_epochs"][0] >= 1, record
+            assert mine[0].data.tags["resumed_from_epochs"] == ",".join(map(str, record["resumed_from_epochs"]))
+            assert _job(repo, cell)["attempts"] == 2
+        else:
+            assert record["resumed_from_epochs"] == [] and _job(repo, cell)["attempts"] == 1
+    stages = [f"train@{c.removesuffix('-r0')}-0" for c in cells]
+    status = subprocess.run(["dvc", "status", *stages], cwd=repo, capture_output=True, text=True)
+    assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr
+
+
+def test_local_grid_two_at_a_time_resumes_a_killed_cell(grid_repo, tmp_path):
+    repo = _copy(grid_repo, tmp_path / "repo")
+    store = tmp_path / "mlruns"
+    env = {**os.environ, "CRYOET_MLRUNS": str(store)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cells, killed = ["unet-c16-p64-s1-r0", "unet_ag-c16-p64-s1-r0"], "unet_ag-c16-p64-s1-r0"
+    driver = _start_grid(repo, env, "--executor", "local", "--jobs", "2", *cells)
+    _wait_for_epoch(repo, killed, driver)
+    job = _job(repo, killed)
+    assert job["executor"] == "local" and job["state"] in ("queued", "running")
+    os.kill(int(job["job_id"].split("-")[1]), signal.SIGKILL)  # uncatchable: its MLflow run is left RUNNING
+    out, _ = driver.communicate(timeout=400)
+    assert driver.returncode == 0, out
+    assert "failed" in out and "resubmitting to resume it" in out
+    _check_cells(repo, mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}"), cells, killed)
+
+    status = subprocess.run(
+        [sys.executable, "-m", "src", "grid", "status", *cells, "unet_se-c16-p64-s1-r0"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert status.returncode == 0, status.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in status.stdout.splitlines()[1:-1]}
+    assert lines["unet-c16-p64-s1-r0"][:2] == ["done", "1"] and lines[killed][:2] == ["done", "2"]
+    assert lines["unet_se-c16-p64-s1-r0"][:2] == ["not", "started"]
+    again = _start_grid(repo, env, "--executor", "local", *cells)  # recorded cells are not run again
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0 and out.count("already recorded in dvc.lock") == 2, out
+
+
+def test_a_cell_that_keeps_failing_is_reported_and_the_others_go_on(grid_repo, tmp_path):
+    repo = _copy(grid_repo, tmp_path / "repo")
+    env = {**os.environ, "CRYOET_MLRUNS": str(tmp_path / "mlruns")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    # unet_se's stage fails every time, for a real reason (an SE block of zero width); unet's params are untouched.
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["study"]["models"]["unet_se"]["attention_kwargs"] = {"reduction": 0}
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+    driver = _start_grid(repo, env, "--jobs", "2", "unet-c16-p64-s2-r0", "unet_se-c16-p64-s2-r0")
+    out, _ = driver.communicate(timeout=400)
+    assert driver.returncode == 1, out
+    job = _job(repo, "unet_se-c16-p64-s2-r0")
+    assert job["state"] == "failed" and job["attempts"] == 2 and len(job["logs"]) == 2
+    assert f"last log {job['log']}" in out and "Error" in Path(job["log"]).read_text()
+    assert job["logs"][0] != job["logs"][1] and "--resume" in out.split("attempt 2")[1].splitlines()[0]
+    assert _job(repo, "unet-c16-p64-s2-r0")["state"] == "done"
+
+
+def test_grid_refuses_bad_requests_in_one_sentence(grid_repo, tmp_path):
+    assert grid_module.wall_minutes("1-02:30") == 1590
+    for bad in ("12", "ab:cd", "00:00"):
+        with pytest.raises(UserError):
+            grid_module.wall_minutes(bad)
+    done = subprocess.run(
+        [sys.executable, "-m", "src", "grid", "run", "--executor", "kubernetes", "unet-c16-p64-s1-r0"],
+        cwd=grid_repo,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stderr.startswith("error: executor 'kubernetes' is not one of"), done.stderr
+
+
+# --- SLURM and an MLflow server on PostgreSQL -------------------------------------------------------------------------
+
+
+def _slurm_problem() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "no SLURM client (sinfo) on this machine: run .ci/start-slurm"
+    up = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if up.returncode != 0 or not {"idle", "mixed", "allocated"} & set(up.stdout.split()):
+        return f"SLURM has no node up ({(up.stdout + up.stderr).strip()[:200]}): run .ci/start-slurm"
+    return None
+
+
+def _postgres_database() -> str:
+    """A new, empty database on the test PostgreSQL server; its URL. pytest.skip if the server does not answer."""
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3) as conn:
+            name = f"mlflow_{uuid.uuid4().hex[:12]}"
+            conn.execute(f"CREATE DATABASE {name}")
+    except Exception as err:  # psycopg's errors, or none installed
+        pytest.skip(f"PostgreSQL does not answer at {POSTGRES} ({type(err).__name__}): run .ci/start-postgres")
+    return POSTGRES.rsplit("/", 1)[0] + "/" + name
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """`python -m src tracking serve` on a fresh PostgreSQL database; its URL."""
+    problem = _slurm_problem()
+    if problem:
+        pytest.skip(problem)
+    database, port = _postgres_database(), _free_port()
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "src", "tracking", "serve", "--backend-store-uri", database, "--port", str(port)]
+        + ["--artifacts", str(tmp_path / "artifacts")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while not grid_module_answers(url):
+        assert server.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()[-3000:]
+        time.sleep(0.5)
+    yield url
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def grid_module_answers(url: str) -> bool:
+    from src.report.runs import _answers
+
+    return _answers(url, timeout=1)
+
+
+def test_slurm_grid_on_an_mlflow_server_with_postgresql_resumes_a_cancelled_job(
+    grid_repo, tmp_path, mlflow_server, monkeypatch
+):
+    repo = _copy(grid_repo, tmp_path / "repo")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "CRYOET_MLRUNS": str(tmp_path / "unused")}
+    cells = ["unet-c16-p64-s2-r0", "unet_ag-c16-p64-s2-r0", "unet_cbam-c16-p64-s2-r0"]
+    killed = "unet_ag-c16-p64-s2-r0"
+    started = time.time()
+    driver = _start_grid(
+        repo,
+        env,
+        "--executor",
+        "slurm",
+        "--gpus",
+        "0",
+        "--cpus-per-task",
+        "1",
+        "--mem",
+        "3G",
+        "--time",
+        "00:15",
+        *cells,
+    )
+    _wait_for_epoch(repo, killed, driver)
+    job_id = _job(repo, killed)["job_id"]
+    subprocess.run(["scancel", job_id], check=True)  # SLURM's SIGTERM, then SIGKILL after KillWait
+    out, _ = driver.communicate(timeout=600)
+    print(f"SLURM grid of {len(cells)} tiny cells, one cancelled and resumed: {time.time() - started:.0f} s")
+    assert driver.returncode == 0, out
+    assert f"job {job_id} failed" in out and "resubmitting to resume it" in out
+    assert _job(repo, killed)["job_id"] != job_id
+    client = mlflow.MlflowClient(mlflow_server)
+    _check_cells(repo, client, cells, killed)
+    assert not (tmp_path / "unused").exists()  # nothing went to a local store
+
+    # The report reads each run from the server its metrics file names.
+    from src.params import load_params
+    from src.report.runs import load_runs
+    from src.study import Study
+
+    monkeypatch.chdir(repo)
+    shutil.rmtree(repo / "metrics" / "mlflow")  # no exports to fall back on: the values must come from the server
+    records = {c: json.loads((repo / "metrics" / f"{c}.json").read_text()) for c in cells}
+    assert {r["mlflow_tracking_uri"] for r in records.values()} == {mlflow_server}
+    frame = load_runs(repo / "metrics", Study.from_params(load_params(repo / "params.yaml")))
+    assert sorted(frame["run_id"]) == sorted(r["mlflow_run_id"] for r in records.values())
+    for _, row in frame.iterrows():
+        assert row["fbeta"] == pytest.approx(records[row["run_cell"]]["test_score"])
