@@ -163,10 +163,14 @@ class StageCommand:
     env: dict[str, str] = field(default_factory=dict)
 
     def __call__(self) -> int:
-        print(f"[grid] {time.strftime('%H:%M:%S')} on {os.uname().nodename}: {self.command}", flush=True)
-        done = subprocess.run(["bash", "-c", self.command], cwd=self.root, env={**os.environ, **self.env})
+        command = self.command
+        # A job SLURM requeued (preempted, or requeued by hand) runs this again: continue the cell, not start over.
+        if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0 and not command.endswith("--resume"):
+            command += " --resume"
+        print(f"[grid] {time.strftime('%H:%M:%S')} on {os.uname().nodename}: {command}", flush=True)
+        done = subprocess.run(["bash", "-c", command], cwd=self.root, env={**os.environ, **self.env})
         if done.returncode != 0:
-            raise RuntimeError(f"`{self.command}` exited with status {done.returncode}")
+            raise RuntimeError(f"`{command}` exited with status {done.returncode}")
         return done.returncode
 
     def checkpoint(self, *args, **kwargs):
@@ -403,8 +407,10 @@ def _drive(run: GridRun, executor, jobs: dict[str, CellJob], pending: list[CellJ
             state = executor.state(job)
             if state == job.state:
                 continue
-            job.state = state
-            if state == RUNNING:
+            was, job.state = job.state, state
+            if state == QUEUED and was == RUNNING:
+                say(f"{job.cell}: job {job.job_id} requeued by SLURM (preempted or out of time); it will resume")
+            elif state == RUNNING:
                 say(f"{job.cell}: running (job {job.job_id})")
             elif state == COMPLETED:
                 job.state = commit_stage(run.root, job)
