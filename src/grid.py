@@ -129,6 +129,15 @@ def stage_fingerprint(stage) -> list:
     return [[str(dep), json.dumps(dep.hash_info.value, sort_keys=True, default=str)] for dep in stage.deps]
 
 
+def check_upstream(repo, stages) -> None:
+    """The stages the cells depend on (data, split) must be up to date: jobs do not run them, and a cell trained on
+    stale data would be recorded against data that `dvc repro` is about to replace."""
+    for stage in stages:
+        changed = sorted(set(repo.status(targets=[stage.addressing], with_deps=True)) - {stage.addressing})
+        if changed:
+            raise UserError(f"stage {', '.join(changed)} is not up to date: run `dvc repro {changed[-1]}` first")
+
+
 def recorded(repo, stage) -> bool:
     """Whether dvc.lock already has this stage with its current deps, params and outputs (`dvc status` clean)."""
     return not repo.status(targets=[stage.addressing])
@@ -199,7 +208,8 @@ class LocalExecutor:
         self.procs: dict[str, tuple[subprocess.Popen, int]] = {}  # job id -> (process, slot)
 
     def capacity(self, jobs: dict[str, CellJob]) -> int:
-        return self.slots - sum(1 for j in jobs.values() if j.active and j.executor == self.name)
+        busy = {j.job_id for j in jobs.values() if j.active and j.executor == self.name} | set(self.procs)
+        return self.slots - len(busy)
 
     def _free_slot(self) -> int:
         used = {slot for _, slot in self.procs.values()}
@@ -380,6 +390,7 @@ def _plan(run: GridRun, cells, jobs, executor, say) -> list[CellJob]:
     """The cells still to run: not those recorded in dvc.lock; those with live jobs are re-attached."""
     pending = []
     with _repo(run.root) as repo:
+        check_upstream(repo, [stage_of(repo, c) for c in cells[:1]])
         for cell in cells:
             stage = stage_of(repo, cell)
             if recorded(repo, stage):

@@ -152,6 +152,33 @@ def test_a_cell_that_keeps_failing_is_reported_and_the_others_go_on(grid_repo, t
     assert _job(repo, "unet-c16-p64-s2-r0")["state"] == "done"
 
 
+def test_local_slots_each_see_one_gpu_and_share_the_cores(tmp_path):
+    executor = grid_module.LocalExecutor(tmp_path, tmp_path / "logs", slots=3, gpus=2)
+    jobs = {}
+    for name in ("a", "b", "c"):
+        jobs[name] = grid_module.CellJob(name, f"train@{name}")
+        executor.submit(jobs[name], 'echo "gpu=$CUDA_VISIBLE_DEVICES"; sleep 1')
+        jobs[name].state = "running"
+    assert executor.capacity(jobs) == 0
+    while any(executor.state(j) == "running" for j in jobs.values()):
+        time.sleep(0.1)
+    assert [Path(j.log).read_text().strip() for j in jobs.values()] == ["gpu=0", "gpu=1", "gpu=0"]
+    cpu = grid_module.LocalExecutor(tmp_path, tmp_path / "cpu", slots=2, gpus=0)
+    job = grid_module.CellJob("d", "train@d")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    old = os.environ.copy()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        cpu.submit(job, 'echo "threads=$OMP_NUM_THREADS"')
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    while cpu.state(job) == "running":
+        time.sleep(0.1)
+    assert Path(job.log).read_text().strip() == f"threads={max(1, (os.cpu_count() or 1) // 2)}"
+
+
 def test_grid_refuses_bad_requests_in_one_sentence(grid_repo, tmp_path):
     assert grid_module.wall_minutes("1-02:30") == 1590
     for bad in ("12", "ab:cd", "00:00"):
@@ -164,6 +191,14 @@ def test_grid_refuses_bad_requests_in_one_sentence(grid_repo, tmp_path):
         text=True,
     )
     assert done.returncode == 2 and done.stderr.startswith("error: executor 'kubernetes' is not one of"), done.stderr
+    stale = _copy(grid_repo, tmp_path / "stale")
+    raw = yaml.safe_load((stale / "params.yaml").read_text())
+    raw["split"]["seed"] += 1  # the split is now out of date: the grid must not train on the old one
+    (stale / "params.yaml").write_text(yaml.safe_dump(raw))
+    done = subprocess.run(
+        [sys.executable, "-m", "src", "grid", "run", "unet-c16-p64-s1-r0"], cwd=stale, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "stage split is not up to date: run `dvc repro split` first" in done.stderr
 
 
 # --- SLURM and an MLflow server on PostgreSQL -------------------------------------------------------------------------
