@@ -82,7 +82,9 @@ def ensure_store(experiment: str = EXPERIMENT) -> str:
         found = client.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
-        return client.create_experiment(experiment, artifact_location=(folder / "artifacts").as_uri())
+        experiment_id = client.create_experiment(experiment, artifact_location=(folder / "artifacts").as_uri())
+        mark_classic_view(client, experiment_id)  # MLflow 3's UI opens it in the classic ML view, not GenAI
+        return experiment_id
 
 
 def _ensure_server_experiment(client, experiment: str) -> str:
@@ -94,7 +96,9 @@ def _ensure_server_experiment(client, experiment: str) -> str:
     if found is not None:
         return found.experiment_id
     try:
-        return client.create_experiment(experiment)
+        experiment_id = client.create_experiment(experiment)
+        mark_classic_view(client, experiment_id)
+        return experiment_id
     except MlflowException:
         found = client.get_experiment_by_name(experiment)
         if found is None:
@@ -383,3 +387,73 @@ def server_command(backend_store_uri: str | None, artifacts: str | Path | None, 
         "--port",
         str(port),
     ]
+
+
+# MLflow 3 opens an experiment in its GenAI view unless this tag says otherwise (the UI reads it; values as in
+# mlflow/server/js: "custom_model_development" is the classic runs/metrics/models view).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CLASSIC_VIEW = "custom_model_development"
+
+
+def mark_classic_view(client, experiment_id: str) -> None:
+    """Tag the experiment so that MLflow's UI opens it in the classic ML view (runs, metrics, logged models)."""
+    client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_VIEW)
+
+
+def model_signature(n_classes: int):
+    """Input float32 [batch, 1, D, H, W], output [batch, n_classes, D, H, W] (class scores); every size but the
+    channels is free (-1), as the network is fully convolutional."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    volume = np.dtype("float32")
+    return ModelSignature(
+        inputs=Schema([TensorSpec(volume, (-1, 1, -1, -1, -1), "tomogram")]),
+        outputs=Schema([TensorSpec(volume, (-1, n_classes, -1, -1, -1), "scores")]),
+    )
+
+
+def log_cell_model(checkpoint: str | Path, name: str = "model"):
+    """Log a checkpoint's network as an MLflow PyTorch model of the active run, with its signature and the
+    checkpoint's post-processing plan (as model metadata and `postprocess_plan.json`); returns the model info.
+
+    The pytorch flavour pickles the module, which names classes in `src.models`: `code_paths` ships the `src` package
+    with the model so that `mlflow.pytorch.load_model` works outside this repository too (a state_dict + pyfunc would
+    need its own loader and gives no `torch.nn.Module` back; MLflow's default "pt2" export fixes the input shape)."""
+    import tempfile
+
+    import mlflow
+
+    from src.inference.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    plan = meta.get("postprocess") or {}
+    n_classes = int(model.config["out_channels"])
+    package = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp:
+        plan_file = Path(tmp) / "postprocess_plan.json"
+        plan_file.write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
+        return mlflow.pytorch.log_model(
+            model,
+            name=name,
+            signature=model_signature(n_classes),
+            # "pickle": the default "pt2" (torch.export) traces one input shape, and tomograms vary in size.
+            serialization_format="pickle",
+            code_paths=[str(package)],
+            extra_files=[str(plan_file)],
+            metadata={
+                "postprocess": plan,
+                "classes": [c.name for c in meta["classes"]],
+                "voxel_spacing": meta["voxel_spacing"],
+                "patch_size": list(meta["patch_size"]),
+                "thresholds": meta["thresholds"],
+            },
+            pip_requirements=[f"torch=={_version('torch')}", f"monai=={_version('monai')}"],
+        )
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)

@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats as sps
 from typer.testing import CliRunner
 
@@ -19,7 +20,7 @@ from src import tracking
 from src.classes import CZII_CLASSES
 from src.errors import UserError
 from src.params import load_params
-from src.report import stats
+from src.report import figures, stats
 from src.report.__main__ import app
 from src.report.build import build_report
 from src.report.render import fmt_p
@@ -91,6 +92,7 @@ def log_cell(
     counts: dict | None = None,
     seed: int | None = None,
     hardware: dict | None = None,
+    logged: dict | None = None,
 ) -> str:
     """Log one finished cell the way training does: an MLflow run plus metrics/<cell>.json naming it. With `seed`,
     the cell is named <configuration>-r<seed> and its file carries `seed` and `configuration` (files written before
@@ -100,7 +102,7 @@ def log_cell(
     tags |= {"sample": cell.sample, "git_commit": "test", "dvc_stage": f"train@{name}", "data_fingerprint": "x"}
     tags["device"] = "cpu"
     per_class = {name: float(np.clip(score + 0.01 * i, 0, 1)) for i, name in enumerate(c.name for c in CZII_CLASSES)}
-    logged = {"epochs": 2, "steps_per_epoch": 3, "data.source": "synthetic"}
+    logged = logged or {"epochs": 2, "steps_per_epoch": 3, "data.source": "synthetic"}
     with tracking.cell_run(name, tags, logged) as run:
         for epoch in range(2):
             mlflow.log_metrics({"train_loss": 1.0 - 0.1 * epoch, "val_score": score - 0.01}, step=epoch)
@@ -417,3 +419,55 @@ def test_tables_say_when_a_cell_ran_other_sizes_than_the_papers():
     assert ran_label(runs, "unet-c16-p64-s1", "patch_size", (32, 64, 64), "x") == "32x64x64 (ran 16x32x32)"
     assert ran_label(runs, "unet-c16-p96-s1", "patch_size", (32, 96, 96), "x") == "32x96x96"
     assert ran_label(runs, "unet-c16-p128-s1", "patch_size", (32, 128, 128), "x") == "32x128x128"
+
+
+CPU = {"cpu": "Test CPU", "cpu_count": 2, "gpu": None, "device": "cpu", "deterministic": True}
+GPU = {"cpu": "Test CPU", "cpu_count": 16, "gpu": "Test GPU X", "device": "cuda", "deterministic": False}
+
+
+def data_lines(tmp_path, name: str, logged: dict, hardware: dict, monkeypatch) -> tuple[dict, list[str]]:
+    """A small grid (4 models x 3 patches, sample 1) logged with `logged` params on `hardware`, reported; returns
+    (rendered text per table/page, the footer line of each figure)."""
+    metrics, out = tmp_path / name / "metrics", tmp_path / name / "paper"
+    rng = np.random.default_rng(3)
+    for cell in (c for c in STUDY.cells() if c.sample == "s1" and c.channels == "c16"):
+        counts = make_counts(cell.sample, 0.55 + SHIFT[cell.model], rng)
+        log_cell(cell, fbeta_of_counts(counts), 1.0, metrics, counts, hardware=hardware, logged=logged)
+    footers = []
+    original = figures._footer
+    monkeypatch.setattr(figures, "_footer", lambda fig, source: (footers.append(source), original(fig, source)))
+    written = build_report(metrics, out, REPORT, STUDY)
+    texts = {p.name: p.read_text() for p in written if p.suffix in (".md", ".tex")}
+    assert len(footers) == sum(p.suffix == ".png" for p in written) == 3
+    return texts, footers
+
+
+def test_every_table_and_figure_names_its_data_as_the_runs_logged_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(tracking.ENV_STORE, str(tmp_path / "mlruns"))
+    demo = {"epochs": 2, "steps_per_epoch": 3, "data.source": "synthetic", "data.voxel_spacing": 20.0}
+    demo |= {"synth.runs": 16, "synth.shape": "[48, 128, 128]"}
+    portal = {"epochs": 7, "steps_per_epoch": 50, "data.source": "portal", "data.voxel_spacing": 10.012}
+    portal |= {"data.portal_dataset": 10440}
+    texts, footers = data_lines(tmp_path, "demo", demo, CPU, monkeypatch)
+    expected = [
+        "synthetic demo data (16 tomograms of 48x128x128)",
+        "20.0 A voxels",
+        f"{TEST_TOMOGRAMS} test tomograms (s1)",
+        "2 epochs x 3 steps",
+        "1 seed",
+        "2-core Test CPU CPU",
+    ]
+    ours = [n for n in texts if n != "published_statistics.md"]
+    assert len(ours) == 6  # tables 3 and 4 (md, tex), statistics, conclusions
+    for text in [*(texts[n] for n in ours), *footers]:
+        assert all(e in text.replace("\\_", "_") for e in expected), text[:600]
+    paper = yaml.safe_load((REPO / "src/report/paper_claims.yaml").read_text())["data"]
+    for name in ("table3.md", "table4.md", "published_statistics.md"):
+        assert paper in texts[name]
+    assert "CZII" in texts["table3.tex"] and "real tomograms" in texts["table3.tex"]
+
+    texts, footers = data_lines(tmp_path, "portal", portal, GPU, monkeypatch)
+    for text in [*(texts[n] for n in ours), *footers]:
+        assert "CryoET Data Portal dataset 10440" in text and "10.012 A voxels" in text
+        assert "7 epochs x 50 steps" in text and "Test GPU X" in text
+        assert "synthetic" not in text.split("Paper:")[0] and "-core" not in text.split("Paper:")[0]

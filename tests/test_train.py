@@ -225,3 +225,44 @@ def test_a_patch_larger_than_a_training_tomogram_is_one_sentence_before_any_work
     assert proc.returncode == 2, err
     assert "Traceback" not in err and "larger than run" in err and "train.patch_scale" in err
     assert not (ws / "models").exists() or not any((ws / "models").iterdir())
+
+
+def test_the_trained_model_is_logged_as_an_mlflow_pytorch_model_with_signature_and_plan(
+    workspace, tmp_path, monkeypatch
+):
+    """The logged model loads back with `mlflow.pytorch.load_model`, holds model.pt's weights, maps
+    [batch, 1, D, H, W] to [batch, classes + 1, D, H, W], and carries its signature and post-processing plan."""
+    from src.params import load_params
+    from src.study import Study
+    from src.training.train import train_cell
+
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace, ws)
+    raw = yaml.safe_load((ws / "params.yaml").read_text())
+    raw["train"]["epochs"] = 1
+    (ws / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(ws)
+    monkeypatch.setenv(tracking.ENV_STORE, str(tmp_path / "mlruns"))
+    params = load_params(ws / "params.yaml")
+    record = train_cell(Study.from_params(params).parse("unet-c16-p64-s1"), params, progress=False)
+
+    client, runs = _runs(tmp_path / "mlruns")
+    experiment = client.get_experiment_by_name("attention-unet-cryoet")
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.CLASSIC_VIEW
+    logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
+    assert [m.source_run_id for m in logged] == [record["mlflow_run_id"]]
+    uri = f"models:/{logged[0].model_id}"
+    info = mlflow.models.get_model_info(uri)
+    checkpoint = torch.load(ws / "models" / "unet-c16-p64-s1-r0" / "model.pt", weights_only=False)
+    n_out = checkpoint["model_config"]["out_channels"]
+    assert [s.shape for s in info.signature.inputs.inputs] == [(-1, 1, -1, -1, -1)]
+    assert [s.shape for s in info.signature.outputs.inputs] == [(-1, n_out, -1, -1, -1)]
+    assert info.metadata["postprocess"] == checkpoint["postprocess"]
+
+    model = mlflow.pytorch.load_model(uri)
+    weights = model.state_dict()
+    assert weights.keys() == checkpoint["state_dict"].keys()
+    assert all(torch.equal(weights[k].cpu(), checkpoint["state_dict"][k]) for k in weights)
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(2, 1, 16, 32, 32))
+    assert tuple(out.shape) == (2, n_out, 16, 32, 32)

@@ -145,6 +145,9 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
     deterministic = sorted({bool(h.get("deterministic")) for h in hardware})
     return {
         "source": logged("data.source"),
+        "voxel_spacing": logged("data.voxel_spacing"),
+        "synth_shape": logged("synth.shape"),
+        "synth_runs": logged("synth.runs"),
         "portal_dataset": logged("data.portal_dataset"),
         "epochs": logged("epochs"),
         "steps_per_epoch": logged("steps_per_epoch"),
@@ -153,12 +156,48 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
         "test": per_sample,
         "with_counts": len(counts),
         "devices": devices,
+        "cpu_counts": sorted({h["cpu_count"] for h in hardware if h.get("cpu_count")}),
+        "gpus": sorted({h["gpu"] for h in hardware if h.get("gpu")}),
         "device_kinds": sorted({str(h.get("device")) for h in hardware if h.get("device")}),
         "deterministic": deterministic,
         "with_hardware": len(hardware),
         "tagged_devices": tagged,  # the MLflow "device" tag, for runs that recorded no hardware
         "n_runs": len(runs),
     }
+
+
+def _one_or_all(values: list[str], unit: str = "") -> str:
+    return " / ".join(f"{v}{unit}" for v in values) if values else "?"
+
+
+def data_line(facts: dict) -> str:
+    """One line naming the data and scale behind our numbers, for every figure and table: source, voxel size,
+    tomograms, training length, seeds and machine, all read from the runs (`study_facts`), never typed in."""
+    source = facts["source"]
+    if "synthetic" in source:
+        shape = " of " + _one_or_all([v.strip("[]()").replace(", ", "x") for v in facts["synth_shape"]])
+        data = (
+            f"synthetic demo data ({_one_or_all(facts['synth_runs'])} tomograms{shape if facts['synth_shape'] else ''})"
+        )
+    elif "portal" in source:
+        data = f"CryoET Data Portal dataset {_one_or_all(facts['portal_dataset'])}"
+    else:
+        data = _one_or_all(source) + " data"
+    tests = [f"{x['tomograms']} test tomograms ({sample})" for sample, x in sorted(facts["test"].items())]
+    seeds = len(facts["seeds"])
+    machine = _one_or_all(facts["devices"]) if facts["with_hardware"] else _one_or_all(facts["tagged_devices"])
+    if facts["cpu_counts"] and not facts["gpus"]:  # a CPU run: its core count sets its speed
+        machine = f"{_one_or_all([str(c) for c in facts['cpu_counts']])}-core {machine} CPU"
+    parts = [
+        f"Our data: {data}",
+        f"{_one_or_all(facts['voxel_spacing'])} A voxels",
+        *tests,
+        f"{_one_or_all(facts['epochs'])} epochs x {_one_or_all(facts['steps_per_epoch'])} steps",
+        f"{seeds} seed{'s' if seeds != 1 else ''}",
+        f"{facts['n_runs']} runs",
+        machine,
+    ]
+    return ", ".join(parts)
 
 
 def model_cost(study: Study, network: dict, frame: pd.DataFrame) -> list[dict]:
@@ -270,7 +309,9 @@ def build_report(
         "ours": ours,
         "paper": paper,
         "mixed": stats.mixed_model(runs, study, s),
-        "facts": study_facts(runs, frame),
+        "facts": (facts := study_facts(runs, frame)),
+        "data_line": data_line(facts),
+        "paper_data": claims["data"],
         "cost": model_cost(study, network, frame) if network is not None else None,
         "steps": (steps := step_times(getattr(report_params, "step_times", None), study)),
         "step_summary": step_summary(steps),
@@ -290,6 +331,7 @@ def build_report(
         rows = table_rows(frame, published, study, sample)
         table = {"sample_number": sample[1:], "table_number": number, "rows": rows, "d": d, "conf": common["conf"]}
         table["resamples"] = s.bootstrap_resamples
+        table["data_line"], table["paper_data"] = common["data_line"], common["paper_data"]
         table["present"] = sum(r["fbeta"] is not None for r in table["rows"])
         for env, template, suffix in ((md, "table.md.j2", "md"), (tex, "table.tex.j2", "tex")):
             path = out / f"table{number}.{suffix}"
@@ -299,8 +341,9 @@ def build_report(
         render.render_to(md, f"{name}.j2", out / name, **common)
         written.append(out / name)
     if make_figures:
-        figures.fbeta_vs_patch(frame, study, out / "fbeta_vs_patch.png")
-        figures.score_vs_minutes(frame, study, out / "score_vs_minutes.png")
-        figures.per_class_scores(stats.per_class(frame, study, columns), study, out / "per_class.png")
+        line = common["data_line"]
+        figures.fbeta_vs_patch(frame, study, out / "fbeta_vs_patch.png", line)
+        figures.score_vs_minutes(frame, study, out / "score_vs_minutes.png", line)
+        figures.per_class_scores(stats.per_class(frame, study, columns), study, out / "per_class.png", line)
         written += [out / "fbeta_vs_patch.png", out / "score_vs_minutes.png", out / "per_class.png"]
     return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,18 @@ from src.study import Study, size_label  # noqa: E402
 
 LINE_STYLES = ("-", "--", ":", "-.")  # one per channel config, in the study's order
 MARKERS = ("o", "s", "^", "D")  # one per sample
+
+
+def _footer(fig, source: str | None) -> None:
+    """The data-source line under the figure (below everything the layout placed; `bbox_inches="tight"` keeps it)."""
+    if source:
+        width = int(fig.get_figwidth() * 15)  # characters per line at 7 pt
+        fig.text(0.01, 0.0, textwrap.fill(source, width), ha="left", va="top", fontsize=7, color="0.3")
+
+
+def _legend_outside(fig, ax, **kwargs) -> None:
+    """The legend right of the axes, so it never covers data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, **kwargs)
 
 
 def _save(fig, path: Path) -> None:
@@ -45,9 +58,10 @@ def _error_bars(rows: pd.DataFrame, y: np.ndarray) -> np.ndarray | None:
     return np.nan_to_num(np.vstack([y - low, high - y]), nan=0.0).clip(min=0)
 
 
-def fbeta_vs_patch(df: pd.DataFrame, study: Study, path: Path) -> None:
-    """Test F-beta against patch size, one line per model and channel config, one panel per sample."""
-    fig, axes = plt.subplots(1, len(study.samples), figsize=(11, 4), sharey=True, squeeze=False)
+def fbeta_vs_patch(df: pd.DataFrame, study: Study, path: Path, source: str | None = None) -> None:
+    """Test F-beta against patch size, one line per model and channel config, one panel per sample; `source` names
+    the data under the figure."""
+    fig, axes = plt.subplots(1, len(study.samples), figsize=(12, 4.6), sharey=True, squeeze=False, layout="constrained")
     axes = axes[0]
     x = np.arange(len(study.patch_keys))
     for ax, sample in zip(axes, study.samples, strict=True):
@@ -58,8 +72,10 @@ def fbeta_vs_patch(df: pd.DataFrame, study: Study, path: Path) -> None:
                 if np.isnan(y).all():
                     continue
                 style = _style(study, channels)
-                # small offsets keep the 8 lines' error bars apart
-                shift = 0.04 * (study.model_keys.index(model) - 1.5) + 0.015 * study.channel_keys.index(channels)
+                # offsets keep the lines' error bars apart (models, then channel configs within a model)
+                n_models, n_channels = len(study.model_keys), len(study.channel_keys)
+                slot = study.model_keys.index(model) * n_channels + study.channel_keys.index(channels)
+                shift = 0.5 * (slot / max(n_models * n_channels - 1, 1) - 0.5)
                 ax.errorbar(
                     x + shift,
                     y,
@@ -74,23 +90,24 @@ def fbeta_vs_patch(df: pd.DataFrame, study: Study, path: Path) -> None:
         ax.set_title(f"sample {sample[1:]}")
         ax.set_xlabel("patch size (D x H x W)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test F-beta (beta = 4), bars: interval over test tomograms")
+    axes[0].set_ylabel("test F-beta (beta = 4)")
     handles, labels = [], []
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
-    axes[-1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
     styles = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}
     legend = " / ".join(f"{styles[_style(study, c)]}: {size_label(s, '-')}" for c, s in study.channels.items())
-    fig.suptitle(f"F-beta vs patch size (channels {legend})")
+    fig.suptitle(f"F-beta vs patch size\nchannels {legend}; bars: interval over test tomograms")
+    _footer(fig, source)
     _save(fig, path)
 
 
-def score_vs_minutes(df: pd.DataFrame, study: Study, path: Path) -> None:
+def score_vs_minutes(df: pd.DataFrame, study: Study, path: Path, source: str | None = None) -> None:
     """Test F-beta against training minutes, one colour per model, one marker per sample."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
     markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(study.samples)}
     for model in study.model_keys:
         for sample in study.samples:
@@ -107,15 +124,16 @@ def score_vs_minutes(df: pd.DataFrame, study: Study, path: Path) -> None:
                 )
     ax.set_xlabel("training minutes")
     ax.set_ylabel("test F-beta (beta = 4)")
-    ax.set_title("Score vs training cost")
+    ax.set_title("Score vs training cost (bars: interval over test tomograms)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(fig, ax)
+    _footer(fig, source)
     _save(fig, path)
 
 
-def per_class_scores(table: pd.DataFrame, study: Study, path: Path) -> None:
+def per_class_scores(table: pd.DataFrame, study: Study, path: Path, source: str | None = None) -> None:
     """Grouped bars: mean per-class test F-beta (columns of `table`) per model (rows of `table`)."""
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     classes = list(table.columns)
     x = np.arange(len(classes))
     width = 0.8 / max(len(table), 1)
@@ -129,4 +147,5 @@ def per_class_scores(table: pd.DataFrame, study: Study, path: Path) -> None:
     ax.set_ylim(0, 1.1)
     ax.legend(fontsize=8, ncols=len(table), loc="upper center")
     ax.grid(axis="y", alpha=0.3)
+    _footer(fig, source)
     _save(fig, path)

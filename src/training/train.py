@@ -437,7 +437,8 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
     with atomic_output(paths.final, folder=True, force=session.force) as tmp:
         shutil.copy2(paths.partial / "best.pt", tmp / "model.pt")
         (tmp / "history.json").write_text(json.dumps(session.state.history, indent=2) + "\n")
-        mlflow.log_artifact(str(tmp / "model.pt"))
+        mlflow.log_artifact(str(tmp / "model.pt"))  # the checkpoint `predict` reads, kept beside the logged model
+        tracking.log_cell_model(tmp / "model.pt")
     mlflow.log_dict(test.counts_by_tomogram(), "test_counts.json")
     record = {
         "cell": cell.run_name,
