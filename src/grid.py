@@ -202,6 +202,7 @@ class LocalExecutor:
     CPU the slots share the cores (each gets cores // slots threads)."""
 
     name = "local"
+    poll_seconds = 1.0  # a local process is cheap to ask, and a free slot should not wait
 
     def __init__(self, root: Path, log_dir: Path, slots: int, gpus: int) -> None:
         self.root, self.log_dir, self.slots, self.gpus = root, log_dir / "local", max(1, slots), gpus
@@ -265,6 +266,7 @@ class SlurmExecutor:
     """Each cell a SLURM job through submitit, with what params.yaml's grid.slurm asks for."""
 
     name = "slurm"
+    poll_seconds = float("inf")  # as often as grid.poll_seconds says: each look is an squeue call
 
     def __init__(self, root: Path, log_dir: Path, slurm: SlurmParams) -> None:
         import submitit
@@ -413,7 +415,7 @@ def _drive(run: GridRun, executor, jobs: dict[str, CellJob], pending: list[CellJ
         while waiting and executor.capacity(jobs) > 0:
             _submit(executor, waiting.pop(0), say)
             write_state(run.log_dir, jobs)
-        time.sleep(run.grid.poll_seconds)
+        time.sleep(min(run.grid.poll_seconds, executor.poll_seconds))
         for job in [j for j in pending if j.active]:
             state = executor.state(job)
             if state == job.state:
