@@ -116,11 +116,20 @@ def _repo(root: Path):
     return Repo(str(root))
 
 
-def stage_of(repo, cell: Cell):
-    stages = repo.stage.collect(cell.stage)
-    if len(stages) != 1:
-        raise UserError(f"dvc.yaml has no single stage {cell.stage} for cell {cell.run_name}")
-    return stages[0]
+def stages_of(repo, cells: Sequence[Cell]) -> dict:
+    """The DVC stage of each cell, by its name (train@<configuration>-<seed>)."""
+    stages = {s.addressing: s for s in repo.index.stages}
+    missing = [c.stage for c in cells if c.stage not in stages]
+    if missing:
+        raise UserError(f"dvc.yaml has no stage {missing[0]}: is the cell in params.yaml's study and train.seeds?")
+    return {c.stage: stages[c.stage] for c in cells}
+
+
+def changed_stages(repo, stages) -> set[str]:
+    """The stages whose deps, params, command or outputs differ from dvc.lock: what `dvc status` says, without its
+    check of every output in the cache (minutes for a 48-cell grid; the outputs' hashes are compared all the same)."""
+    with repo.lock:
+        return {stage.addressing for stage in stages if stage.changed()}
 
 
 def stage_fingerprint(stage) -> list:
@@ -136,11 +145,6 @@ def check_upstream(repo, stages) -> None:
         changed = sorted(set(repo.status(targets=[stage.addressing], with_deps=True)) - {stage.addressing})
         if changed:
             raise UserError(f"stage {', '.join(changed)} is not up to date: run `dvc repro {changed[-1]}` first")
-
-
-def recorded(repo, stage) -> bool:
-    """Whether dvc.lock already has this stage with its current deps, params and outputs (`dvc status` clean)."""
-    return not repo.status(targets=[stage.addressing])
 
 
 def commit_stage(root: Path, cell: CellJob) -> str:
@@ -392,10 +396,12 @@ def _plan(run: GridRun, cells, jobs, executor, say) -> list[CellJob]:
     """The cells still to run: not those recorded in dvc.lock; those with live jobs are re-attached."""
     pending = []
     with _repo(run.root) as repo:
-        check_upstream(repo, [stage_of(repo, c) for c in cells[:1]])
+        stages = stages_of(repo, cells)  # one pass over dvc.yaml (per cell it takes seconds)
+        check_upstream(repo, list(stages.values())[:1])
+        changed = changed_stages(repo, stages.values())
         for cell in cells:
-            stage = stage_of(repo, cell)
-            if recorded(repo, stage):
+            stage = stages[cell.stage]
+            if stage.addressing not in changed:
                 jobs[cell.run_name] = CellJob(cell.run_name, cell.stage, state=DONE, message="already in dvc.lock")
                 say(f"{cell.run_name}: already recorded in dvc.lock, skipped")
                 continue
@@ -468,11 +474,11 @@ def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell], metrics_dir
     driver's state file, and cells it never ran from dvc.lock (done) and the metrics files (finished, not recorded)."""
     log_dir = root / grid.log_dir
     jobs = read_state(log_dir)
-    unknown = [c.stage for c in cells if c.run_name not in jobs]
+    unknown = [c for c in cells if c.run_name not in jobs]
     changed = set()
-    if unknown:  # (no targets would mean every stage)
+    if unknown:
         with _repo(root) as repo:
-            changed = set(repo.status(targets=unknown))
+            changed = changed_stages(repo, stages_of(repo, unknown).values())
     rows = []
     for cell in cells:
         job = jobs.get(cell.run_name)
