@@ -154,7 +154,11 @@ def commit_stage(root: Path, cell: CellJob) -> str:
         if stage_fingerprint(stage) != cell.fingerprint:
             cell.message = "its code, data or params changed while it ran: not recorded; `dvc repro` will re-run it"
             return STALE
-        repo.commit(cell.stage, force=True)  # forced: no prompt; the check above is what makes it safe
+        try:
+            repo.commit(cell.stage, force=True)  # forced: no prompt; the check above is what makes it safe
+        except Exception as err:  # DVC's errors (an output missing, a full disk): this cell, not the whole grid
+            cell.message = f"finished but `dvc commit {cell.stage}` failed ({type(err).__name__}: {err})"
+            return STALE
     return DONE
 
 

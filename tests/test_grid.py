@@ -179,6 +179,26 @@ def test_local_slots_each_see_one_gpu_and_share_the_cores(tmp_path):
     assert Path(job.log).read_text().strip() == f"threads={max(1, (os.cpu_count() or 1) // 2)}"
 
 
+def test_a_finished_cell_is_recorded_only_as_it_was_submitted(grid_repo, tmp_path, monkeypatch):
+    """The driver's `dvc commit`: refused when the stage changed since submission; a DVC failure (here: the job's
+    outputs are not there) is that cell's, said in its status, not the end of the grid."""
+    from src.params import load_params
+    from src.study import Study
+
+    repo = _copy(grid_repo, tmp_path / "repo")
+    monkeypatch.chdir(repo)  # as the command line runs it: DVC resolves dvc.yaml's params from the working folder
+    cell = Study.from_params(load_params(repo / "params.yaml")).parse("unet-c16-p64-s1-r0")
+    with grid_module._repo(repo) as dvc_repo:
+        stage = grid_module.stages_of(dvc_repo, [cell])[cell.stage]
+        job = grid_module.CellJob(cell.run_name, cell.stage, stage.cmd, grid_module.stage_fingerprint(stage))
+    assert grid_module.commit_stage(repo, job) == grid_module.STALE and "dvc commit" in job.message
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["train"]["lr"] *= 2  # a param the stage reads changes while the cell "runs"
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+    job.message = ""
+    assert grid_module.commit_stage(repo, job) == grid_module.STALE and "changed while it ran" in job.message
+
+
 def test_grid_refuses_bad_requests_in_one_sentence(grid_repo, tmp_path):
     assert grid_module.wall_minutes("1-02:30") == 1590
     for bad in ("12", "ab:cd", "00:00"):
