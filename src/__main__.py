@@ -617,8 +617,13 @@ def grid_run(
     p = load_params()
     grid = p.grid
     if executor == "slurm" and grid.slurm is not None:
-        overrides = {"partition": partition, "time": time, "mem": mem, "cpus_per_task": cpus_per_task}
-        overrides["gpus_per_task"] = gpus
+        overrides = {
+            "partition": partition,
+            "time": time,
+            "mem": mem,
+            "cpus_per_task": cpus_per_task,
+            "gpus_per_task": gpus,
+        }
         slurm = dataclasses.replace(grid.slurm, **{k: v for k, v in overrides.items() if v is not None})
         wall_minutes(slurm.time)
         grid = dataclasses.replace(grid, slurm=slurm)

@@ -69,7 +69,6 @@ class CellJob:
     attempts: int = 0
     state: str = QUEUED  # of the current job: queued, running, completed, failed; then done / failed / not committed
     log: str | None = None
-    submitted: float = 0.0
     message: str = ""
     logs: list[str] = field(default_factory=list)  # every attempt's log, oldest first
 
@@ -138,13 +137,12 @@ def stage_fingerprint(stage) -> list:
     return [[str(dep), json.dumps(dep.hash_info.value, sort_keys=True, default=str)] for dep in stage.deps]
 
 
-def check_upstream(repo, stages) -> None:
-    """The stages the cells depend on (data, split) must be up to date: jobs do not run them, and a cell trained on
-    stale data would be recorded against data that `dvc repro` is about to replace."""
-    for stage in stages:
-        changed = sorted(set(repo.status(targets=[stage.addressing], with_deps=True)) - {stage.addressing})
-        if changed:
-            raise UserError(f"stage {', '.join(changed)} is not up to date: run `dvc repro {changed[-1]}` first")
+def check_upstream(repo, stage) -> None:
+    """The stages a cell's stage depends on (data, split) must be up to date: jobs do not run them, and a cell trained
+    on stale data would be recorded against data that `dvc repro` is about to replace."""
+    changed = sorted(set(repo.status(targets=[stage.addressing], with_deps=True)) - {stage.addressing})
+    if changed:
+        raise UserError(f"stage {', '.join(changed)} is not up to date: run `dvc repro {changed[-1]}` first")
 
 
 def commit_stage(root: Path, cell: CellJob) -> str:
@@ -248,8 +246,7 @@ class LocalExecutor:
     def state(self, cell: CellJob) -> str:
         entry = self.procs.get(cell.job_id or "")
         if entry is None:  # a process of an earlier driver: alive or gone, nothing more is known of it
-            pid = int((cell.job_id or "local-0").split("-")[1])
-            return RUNNING if _alive(pid) else FAILED
+            return RUNNING if _alive(_local_pid(cell)) else FAILED
         code = entry[0].poll()
         if code is None:
             return RUNNING
@@ -260,6 +257,11 @@ class LocalExecutor:
         entry = self.procs.get(cell.job_id or "")
         if entry is not None and entry[0].poll() is None:
             os.killpg(entry[0].pid, 15)
+
+
+def _local_pid(job: CellJob) -> int:
+    """The process id in a local job's id (local-<pid>)."""
+    return int((job.job_id or "local-0").split("-")[1])
 
 
 def _alive(pid: int) -> bool:
@@ -301,7 +303,7 @@ class SlurmExecutor:
         cell.job_id, cell.log = str(job.job_id), str(job.paths.stdout)
 
     def state(self, cell: CellJob) -> str:
-        return slurm_state(cell.job_id or "", self.folder / (cell.job_id or ""))
+        return slurm_state(cell.job_id or "", self.folder)
 
     def cancel(self, cell: CellJob) -> None:
         subprocess.run(["scancel", cell.job_id or ""], capture_output=True)
@@ -321,7 +323,8 @@ def wall_minutes(text: str) -> int:
 
 
 def slurm_state(job_id: str, folder: Path) -> str:
-    """A SLURM job's state: squeue while SLURM lists it, else sacct, else submitit's result file in `folder`."""
+    """A SLURM job's state: squeue while SLURM lists it, else sacct, else submitit's result file in its folder under
+    `folder` (the executor's, <log_dir>/slurm)."""
     listed = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
     raw = listed.stdout.strip().split("\n")[0] if listed.returncode == 0 else ""
     if not raw:
@@ -331,7 +334,7 @@ def slurm_state(job_id: str, folder: Path) -> str:
         return SLURM_STATES[raw]
     if raw and raw not in SLURM_STATES:
         return FAILED  # FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE
-    return _result_state(folder, job_id)
+    return _result_state(folder / job_id, job_id)
 
 
 def _result_state(folder: Path, job_id: str) -> str:
@@ -401,7 +404,8 @@ def _plan(run: GridRun, cells, jobs, executor, say) -> list[CellJob]:
     pending = []
     with _repo(run.root) as repo:
         stages = stages_of(repo, cells)  # one pass over dvc.yaml (per cell it takes seconds)
-        check_upstream(repo, list(stages.values())[:1])
+        if stages:
+            check_upstream(repo, next(iter(stages.values())))  # the cells share their upstream stages
         changed = changed_stages(repo, stages.values())
         for cell in cells:
             stage = stages[cell.stage]
@@ -455,7 +459,7 @@ def _submit(executor, job: CellJob, say) -> None:
     job.attempts += 1
     command = attempt_command(job.command, job.attempts)
     executor.submit(job, command)
-    job.state, job.submitted, job.executor = QUEUED, time.time(), executor.name
+    job.state, job.executor = QUEUED, executor.name
     job.logs.append(job.log or "")
     say(f"{job.cell}: submitted attempt {job.attempts} as job {job.job_id} ({executor.name}): {command}")
 
@@ -498,6 +502,5 @@ def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell], metrics_dir
 
 def _live_state(job: CellJob, log_dir: Path) -> str:
     if job.executor == "slurm":
-        return slurm_state(job.job_id or "", log_dir / "slurm" / (job.job_id or ""))
-    pid = int((job.job_id or "local-0").split("-")[1])
-    return job.state if _alive(pid) else "ended (driver not running)"
+        return slurm_state(job.job_id or "", log_dir / "slurm")
+    return job.state if _alive(_local_pid(job)) else "ended (driver not running)"
