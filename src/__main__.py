@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-from typing import Annotated
+from src import repro
 
-import typer
+repro.apply()  # params.yaml's repro: threads and instruction set, before numpy or torch loads (they read it then)
 
-from src.errors import UserError
-from src.params import PARAMS_FILE, load_params
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from src.errors import UserError  # noqa: E402
+from src.params import PARAMS_FILE, load_params  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -332,6 +336,7 @@ def predict(
     from src.data.copick_io import CopickProject, read_tomogram_file
     from src.names import check_name
 
+    repro.pin_threads()  # the threads a cell's test inference ran with, so the same picks
     project = CopickProject(copick, p.classes.weights, p.data.picks_user) if copick else None
     names = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     if tomo_type is not None:
@@ -599,7 +604,11 @@ def grid_run(
         int | None, typer.Option(help="local: GPUs to use, one cell each; slurm: GPUs per job [params: grid.slurm].")
     ] = None,
     jobs: Annotated[
-        int | None, typer.Option(help="local: cells at once (default: --gpus, else 1); CPU slots share the cores.")
+        int | None,
+        typer.Option(
+            help="local: cells at once (default: --gpus, else cores // repro.cpu_threads); each computes with "
+            "repro.cpu_threads threads whatever the number of slots."
+        ),
     ] = None,
     partition: Annotated[str | None, typer.Option(help="slurm: partition [params: grid.slurm.partition].")] = None,
     time: Annotated[str | None, typer.Option(help="slurm: wall time per job, HH:MM [params: grid.slurm.time].")] = None,
@@ -611,7 +620,7 @@ def grid_run(
     """Run cells to the end: submit, watch, resubmit failed ones to resume (grid.retries), dvc commit finished ones."""
     import dataclasses
 
-    from src.grid import GridRun, run_grid, wall_minutes
+    from src.grid import GridRun, cpu_slots, run_grid, wall_minutes
     from src.tracking import repo_root
 
     p = load_params()
@@ -630,7 +639,7 @@ def grid_run(
     if (gpus or 0) < 0 or (jobs is not None and jobs < 1):
         raise UserError("--gpus must be 0 or more and --jobs 1 or more")
     chosen = _grid_cells(cells)
-    slots = jobs or gpus or 1
+    slots = jobs or gpus or cpu_slots(p.repro.cpu_threads)
     run = GridRun(repo_root(), grid, executor, slots, gpus or 0)
     typer.echo(f"{len(chosen)} cells, executor {executor}" + (f", {slots} at a time" if executor == "local" else ""))
     ended = run_grid(run, chosen, say=lambda text: typer.echo(f"{_clock()} {text}"))

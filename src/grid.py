@@ -203,9 +203,16 @@ def _job_env() -> dict[str, str]:
 # --- executors --------------------------------------------------------------------------------------------------------
 
 
+def cpu_slots(cpu_threads: int) -> int:
+    """Cells at once on this machine's CPU when each computes with `cpu_threads` threads (repro.cpu_threads; 0: all
+    cores, so one)."""
+    return max(1, (os.cpu_count() or 1) // cpu_threads) if cpu_threads > 0 else 1
+
+
 class LocalExecutor:
-    """One process per slot on this machine: with GPUs, slot i sees GPU i % gpus only (CUDA_VISIBLE_DEVICES); on a
-    CPU the slots share the cores (each gets cores // slots threads)."""
+    """One process per slot on this machine: with GPUs, slot i sees GPU i % gpus only (CUDA_VISIBLE_DEVICES). On a
+    CPU each cell computes with repro.cpu_threads threads (the job's `python -m src` sets them, src/repro.py), however
+    many slots share the cores: the thread count decides a CPU run's numbers."""
 
     name = "local"
     poll_seconds = 1.0  # a local process is cheap to ask, and a free slot should not wait
@@ -229,8 +236,6 @@ class LocalExecutor:
         env = {**os.environ, **_job_env()}
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
-        else:
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.slots)))
         with log.open("w") as out:
             proc = subprocess.Popen(
                 ["bash", "-c", command],

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from src import repro
+
 # CPU features that change which floating-point kernels (and so which roundings) torch picks.
 MATH_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
 
@@ -27,10 +29,12 @@ def use_deterministic_algorithms() -> None:
     the first CUDA operation, since cuBLAS reads its workspace setting then."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
+    repro.pin_threads()  # repro.cpu_threads, whatever the core count
 
 
 def hardware_record(device: torch.device | str) -> dict:
-    """CPU model and math flags, GPU, thread count, and whether deterministic algorithms were on."""
+    """CPU model and math flags, GPU, thread count, whether deterministic algorithms were on, and the repro settings
+    in effect (threads, instruction set caps, the kernels torch and numpy chose: src/repro.py)."""
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
     device = torch.device(device)
@@ -46,4 +50,5 @@ def hardware_record(device: torch.device | str) -> dict:
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "torch_version": torch.__version__,
         "platform": platform.platform(),
+        "repro": repro.in_effect(),
     }

@@ -187,6 +187,16 @@ class NetworkParams:
 
 
 @dataclass(frozen=True)
+class ReplicateParams:
+    """Extra seeds of a block of configurations (every model at these channel, patch and sample keys)."""
+
+    seeds: list[int] = ranged(NON_NEGATIVE)  # may be empty: no replicates
+    channels: tuple[str, ...]
+    patches: tuple[str, ...]
+    samples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TrainParams:
     patch_scale: tuple[float, float, float] = ranged(POSITIVE)
     models_dir: str
@@ -200,8 +210,17 @@ class TrainParams:
     tversky_beta: float = ranged(PROBABILITY)
     val_every: int = ranged(AT_LEAST_1)
     seeds: tuple[int, ...] = ranged(NON_NEGATIVE)
+    replicates: ReplicateParams
     amp: bool
     augment: AugmentParams
+
+
+@dataclass(frozen=True)
+class ReproParams:
+    """The CPU threads and instruction set every cell computes with (src/repro.py), whatever the machine."""
+
+    cpu_threads: int = ranged(NON_NEGATIVE)  # 0: the libraries' default (all cores), not portable
+    cpu_isa: str  # avx2 | native
 
 
 @dataclass(frozen=True)
@@ -252,6 +271,7 @@ class Params:
     predict: PredictParams
     report: ReportParams
     train: TrainParams
+    repro: ReproParams
     grid: GridParams
 
 
@@ -276,6 +296,10 @@ def _build(cls, raw, where: str):
         return _build(inner, raw, where)
     if cls is Any:
         return raw
+    if origin is list:  # a list that may be empty (a tuple[x, ...] may not)
+        if not isinstance(raw, list | tuple):
+            raise ParamsError(f"{where}: expected a list, got {raw!r}")
+        return tuple(_build(args[0], v, where) for v in raw)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         if not isinstance(raw, list | tuple) or not raw:
             raise ParamsError(f"{where}: expected a non-empty list, got {raw!r}")
@@ -353,6 +377,18 @@ def _consistency_problems(p: Params) -> list[str]:
             f"predict.min_blob_fraction = {p.predict.min_blob_fraction} (must be <= predict.max_blob_fraction "
             f"= {p.predict.max_blob_fraction})"
         )
+    if p.repro.cpu_isa not in ("avx2", "native"):
+        problems.append(f"repro.cpu_isa = {p.repro.cpu_isa} (must be avx2 or native)")
+    r = p.train.replicates
+    if len(set(r.seeds)) != len(r.seeds) or set(r.seeds) & set(p.train.seeds):
+        problems.append(f"train.replicates.seeds = {list(r.seeds)} (must be distinct and not in train.seeds)")
+    for kind, keys, allowed in (
+        ("channels", r.channels, p.study.channels),
+        ("patches", r.patches, p.study.patches),
+        ("samples", r.samples, p.study.samples),
+    ):
+        if r.seeds and [k for k in keys if k not in allowed]:
+            problems.append(f"train.replicates.{kind} = {list(keys)} (must be keys of study.{kind})")
     if len(set(p.train.seeds)) != len(p.train.seeds):
         problems.append(f"train.seeds = {list(p.train.seeds)} (must be distinct: each names a replicate)")
     if p.train.tversky_alpha + p.train.tversky_beta <= 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, field
 
 from src.errors import UserError
 from src.params import ModelParams, Params, StudyParams
@@ -34,6 +34,7 @@ class Cell:
     patch: str  # e.g. "p128"
     sample: str  # e.g. "s1"
     seed: int = 0
+    replicate: bool = field(default=False, compare=False)  # a seed of train.replicates, not of train.seeds
 
     @property
     def name(self) -> str:
@@ -47,13 +48,28 @@ class Cell:
 
     @property
     def stage(self) -> str:
-        """Its DVC stage: dvc.yaml's matrix names it by the seed's value (train@unet_se-c16-p128-s1-0)."""
-        return f"train@{self.name}-{self.seed}"
+        """Its DVC stage: dvc.yaml's matrix names it by the seed's value (train@unet_se-c16-p128-s1-0); a seed of the
+        replicate block is a stage of its own matrix (replicate@unet_se-c16-p64-s1-1)."""
+        return f"{'replicate' if self.replicate else 'train'}@{self.name}-{self.seed}"
 
     @property
     def sample_number(self) -> str:
         """The sample's name in data/splits.json ("1" for s1)."""
         return self.sample[1:]
+
+
+@dataclass(frozen=True)
+class Replicates:
+    """train.replicates: more seeds of every model at these channel, patch and sample keys."""
+
+    seeds: tuple[int, ...]
+    channels: tuple[str, ...]
+    patches: tuple[str, ...]
+    samples: tuple[str, ...]
+
+    def holds(self, channels: str, patch: str, sample: str, seed: int | None = None) -> bool:
+        inside = channels in self.channels and patch in self.patches and sample in self.samples
+        return inside and (seed is None or seed in self.seeds)
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,7 @@ class Study:
     patches: Mapping[str, tuple[int, int, int]]  # the paper's sizes
     samples: tuple[str, ...]
     seeds: tuple[int, ...] = (0,)  # train.seeds: every configuration trains once per seed
+    replicates: Replicates | None = None  # train.replicates: more seeds of a block of configurations
 
     def __post_init__(self):
         for kind, keys in self.axes().items():
@@ -84,7 +101,9 @@ class Study:
     def from_params(cls, params: Params | StudyParams) -> Study:
         s = params.study if isinstance(params, Params) else params
         seeds = tuple(params.train.seeds) if isinstance(params, Params) else (0,)
-        return cls(s.baseline, dict(s.models), dict(s.channels), dict(s.patches), tuple(s.samples), seeds)
+        block = params.train.replicates if isinstance(params, Params) else None
+        replicates = Replicates(*(tuple(v) for v in astuple(block))) if block and block.seeds else None
+        return cls(s.baseline, dict(s.models), dict(s.channels), dict(s.patches), tuple(s.samples), seeds, replicates)
 
     def axes(self) -> dict[str, tuple[str, ...]]:
         """The grid's four axes, in cell-name order."""
@@ -120,9 +139,12 @@ class Study:
                 raise UserError(f"'{value}' is not one of the study's {kind}: {', '.join(allowed)}")
         if seed is None:
             seed = self.seeds[0]
-        if seed not in self.seeds:
-            raise UserError(f"seed {seed} is not one of train.seeds: {', '.join(map(str, self.seeds))}")
-        return Cell(model, channels, patch, sample, seed)
+        if seed in self.seeds:
+            return Cell(model, channels, patch, sample, seed)
+        if self.replicates and self.replicates.holds(channels, patch, sample, seed):
+            return Cell(model, channels, patch, sample, seed, replicate=True)
+        block = f" (nor a seed of train.replicates for {channels}-{patch}-{sample})" if self.replicates else ""
+        raise UserError(f"seed {seed} is not one of train.seeds: {', '.join(map(str, self.seeds))}{block}")
 
     def parse(self, name: str) -> Cell:
         """A cell from its name, e.g. `unet_se-c16-p128-s1-r0`; without `-r<seed>` it is the first seed's."""
@@ -137,14 +159,17 @@ class Study:
         return self.cell(*parts, seed=seed)
 
     def cells(self) -> list[Cell]:
-        """Every cell of the grid, in the paper's table order (sample, model, channels, patch), then by seed."""
+        """Every cell of the grid, in the paper's table order (sample, model, channels, patch), then by seed; the
+        replicate block's cells follow their configuration's."""
+        extra = self.replicates
         return [
-            Cell(m, c, p, s, r)
+            cell
             for s in self.samples
             for m in self.models
             for c in self.channels
             for p in self.patches
-            for r in self.seeds
+            for cell in [Cell(m, c, p, s, r) for r in self.seeds]
+            + ([Cell(m, c, p, s, r, replicate=True) for r in extra.seeds] if extra and extra.holds(c, p, s) else [])
         ]
 
     def configurations(self) -> list[Cell]:

@@ -27,6 +27,8 @@ from src.errors import UserError
 from tests.test_pipeline import _fresh_copy
 from tests.test_train import tiny_params
 
+REPO = Path(__file__).resolve().parents[1]
+
 POSTGRES = os.environ.get("CRYOET_TEST_POSTGRES", "postgresql://mlflow:mlflow@127.0.0.1:5432/postgres")
 
 
@@ -152,7 +154,7 @@ def test_a_cell_that_keeps_failing_is_reported_and_the_others_go_on(grid_repo, t
     assert _job(repo, "unet-c16-p64-s2-r0")["state"] == "done"
 
 
-def test_local_slots_each_see_one_gpu_and_share_the_cores(tmp_path):
+def test_local_slots_each_see_one_gpu_and_compute_with_the_repro_threads(tmp_path, monkeypatch):
     executor = grid_module.LocalExecutor(tmp_path, tmp_path / "logs", slots=3, gpus=2)
     jobs = {}
     for name in ("a", "b", "c"):
@@ -163,20 +165,18 @@ def test_local_slots_each_see_one_gpu_and_share_the_cores(tmp_path):
     while any(executor.state(j) == "running" for j in jobs.values()):
         time.sleep(0.1)
     assert [Path(j.log).read_text().strip() for j in jobs.values()] == ["gpu=0", "gpu=1", "gpu=0"]
+    # On a CPU a slot's cell computes with repro.cpu_threads threads, whatever the slots and the outer environment.
+    (tmp_path / "params.yaml").write_text("repro: {cpu_threads: 3, cpu_isa: avx2}\n")
     cpu = grid_module.LocalExecutor(tmp_path, tmp_path / "cpu", slots=2, gpus=0)
     job = grid_module.CellJob("d", "train@d")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    old = os.environ.copy()
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        cpu.submit(job, 'echo "threads=$OMP_NUM_THREADS"')
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    probe = "from src import repro; repro.apply(); import torch; repro.pin_threads(); print(torch.get_num_threads())"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    cpu.submit(job, f'{sys.executable} -c "{probe}"')
     while cpu.state(job) == "running":
         time.sleep(0.1)
-    assert Path(job.log).read_text().strip() == f"threads={max(1, (os.cpu_count() or 1) // 2)}"
+    assert Path(job.log).read_text().strip().splitlines()[-1] == "3"
+    assert grid_module.cpu_slots(3) == max(1, (os.cpu_count() or 1) // 3) and grid_module.cpu_slots(0) == 1
 
 
 def test_a_finished_cell_is_recorded_only_as_it_was_submitted(grid_repo, tmp_path, monkeypatch):

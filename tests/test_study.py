@@ -21,9 +21,8 @@ def study(params) -> Study:
 
 
 def test_grid_is_every_combination_of_the_keys_in_table_order(study):
-    cells = study.cells()
-    assert len(cells) == len(study.models) * len(study.channels) * len(study.patches) * len(study.samples)
-    assert len({c.run_name for c in cells}) == len(cells)
+    cells = [c for c in study.cells() if not c.replicate]
+    assert len({c.run_name for c in study.cells()}) == len(study.cells())
     assert len(cells) == len(study.models) * len(study.channels) * len(study.patches) * len(study.samples) * len(
         study.seeds
     )
@@ -32,6 +31,21 @@ def test_grid_is_every_combination_of_the_keys_in_table_order(study):
     for cell in cells:
         assert study.parse(cell.run_name) == cell
     assert study.baseline not in study.variants and set(study.variants) | {study.baseline} == set(study.models)
+
+
+def test_the_replicate_block_adds_seeds_to_its_configurations_only(study, params):
+    block = params.train.replicates
+    extra = [c for c in study.cells() if c.replicate]
+    assert len(extra) == len(study.models) * len(block.channels) * len(block.patches) * len(block.samples) * len(
+        block.seeds
+    )
+    for cell in extra:
+        assert cell.seed in block.seeds and cell.stage.startswith("replicate@") and study.parse(cell.run_name).replicate
+    outside = next(c for c in study.cells() if not c.replicate and c.channels not in block.channels)
+    with pytest.raises(UserError, match="not one of train.seeds"):
+        study.parse(f"{outside.name}-r{block.seeds[0]}")
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert dvc["replicate"]["cmd"] == dvc["train"]["cmd"] and dvc["replicate"]["deps"] == dvc["train"]["deps"]
 
 
 @pytest.mark.parametrize(
@@ -81,14 +95,14 @@ def test_size_labels_are_the_papers():
 def test_dvc_grid_is_the_study_grid(study):
     listed = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=REPO, capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
-    stages = [s for s in listed.stdout.split() if s.startswith("train@")]
+    stages = [s for s in listed.stdout.split() if s.startswith(("train@", "replicate@"))]
     assert sorted(stages) == sorted(c.stage for c in study.cells())
 
 
 def test_seeds_are_a_grid_axis_of_replicates(params):
     study = Study.from_params(dataclasses.replace(params, train=dataclasses.replace(params.train, seeds=(0, 5))))
-    cells = study.cells()
-    assert len(cells) == 2 * len(Study.from_params(params).cells())
+    cells = [c for c in study.cells() if not c.replicate]
+    assert len(cells) == 2 * len([c for c in Study.from_params(params).cells() if not c.replicate])
     assert cells[0].name == cells[1].name and (cells[0].seed, cells[1].seed) == (0, 5)
     assert study.parse(cells[1].run_name) == cells[1] and cells[1].run_name.endswith("-r5")
     assert study.parse(cells[1].name).seed == 0  # without -r<seed>: the first seed

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from src.atomic import atomic_output
 from src.classes import ParticleClass
+from src.data import portable_math as pmath
 from src.data.copick_io import (
     picks_file_name,
     spacing_folder,
@@ -102,11 +103,23 @@ def _lobes_density(offsets_xyz: np.ndarray, lobes: tuple[Lobe, ...], radius: flo
         q = (offsets_xyz - np.asarray(lobe.centre) * radius) / (np.asarray(lobe.semi_axes) * radius)
         d = np.sqrt((q * q).sum(-1))  # 1 on the ellipsoid surface
         scale = min(lobe.semi_axes) * radius / edge
-        solid = 1.0 / (1.0 + np.exp(-np.clip((1.0 - d) * scale, -30, 30)))
+        solid = pmath.sigmoid(np.clip((1.0 - d) * scale, -30, 30))
         if lobe.hollow > 0:
-            solid = solid - 1.0 / (1.0 + np.exp(-np.clip((lobe.hollow - d) * scale, -30, 30)))
+            solid = solid - pmath.sigmoid(np.clip((lobe.hollow - d) * scale, -30, 30))
         np.maximum(out, lobe.density * solid.astype(np.float32), out=out)
     return out
+
+
+def _norm(v: np.ndarray) -> np.ndarray:
+    """Euclidean length along the last axis, summed in numpy rather than by BLAS (whose kernels differ by CPU)."""
+    return np.sqrt((v * v).sum(-1))
+
+
+def _rotate_rows(points: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """points (..., 3) @ rotation (3, 3) in float64, written out so that no BLAS kernel (CPU-specific) computes it."""
+    p = points.astype(np.float64, copy=False)
+    r = np.asarray(rotation, dtype=np.float64)
+    return np.stack([p[..., 0] * r[0, j] + p[..., 1] * r[1, j] + p[..., 2] * r[2, j] for j in range(3)], axis=-1)
 
 
 RNA_DENSITY = 1.5  # packaged RNA's density relative to protein's (1.7-2.0 against 1.35 g/cm3)
@@ -205,7 +218,7 @@ def _random_packing(rng: np.random.Generator, count: int, size: float, cavity: f
         if len(centres) == count or room < 0:
             break
         c = rng.uniform(-room, room, size=3) if room > 0 else np.zeros(3)
-        if np.linalg.norm(c) <= room and np.all(np.linalg.norm(centres - c, axis=1) >= 2 * (size + EDGE)):
+        if _norm(c) <= room and np.all(_norm(centres - c) >= 2 * (size + EDGE)):
             centres = np.vstack([centres, c])
     return centres if len(centres) == count else None
 
@@ -256,7 +269,7 @@ def _stamp(volume: np.ndarray, obj: PlacedObject, lobes: tuple[Lobe, ...], edge:
         return
     axes = [np.arange(a, b, dtype=np.float32) - c for a, b, c in zip(clo, chi, obj.centre_zyx, strict=True)]
     z, y, x = np.meshgrid(*axes, indexing="ij")
-    offsets_xyz = np.stack([x, y, z], axis=-1) @ obj.rotation  # tomogram frame -> object frame (R^T p, as rows)
+    offsets_xyz = _rotate_rows(np.stack([x, y, z], axis=-1), obj.rotation)  # tomogram frame -> object frame
     volume[clo[0] : chi[0], clo[1] : chi[1], clo[2] : chi[2]] += _lobes_density(offsets_xyz, lobes, obj.radius, edge)
 
 
@@ -290,12 +303,12 @@ def _place(
                 anchor = kin[int(rng.integers(len(kin)))]
                 direction = rng.normal(size=3)
                 distance = anchor.radius + radius + gap + rng.uniform(0, radius)
-                c = anchor.centre_zyx + direction / np.linalg.norm(direction) * distance
+                c = anchor.centre_zyx + direction / _norm(direction) * distance
                 if np.any(c < low) or np.any(c > high):
                     continue
             else:
                 c = rng.uniform(low, high)
-            if len(radii) == 0 or np.all(np.linalg.norm(centres - c, axis=1) >= radii + radius + gap):
+            if len(radii) == 0 or np.all(_norm(centres - c) >= radii + radius + gap):
                 placed.append(PlacedObject(kind, c, radius, Rotation.random(rng=rng).as_matrix()))
                 centres = np.vstack([centres, c])
                 radii = np.append(radii, radius)
@@ -314,7 +327,7 @@ def _frequency_grids(shape: tuple[int, int, int], voxel_spacing: float):
 def _variance_from_spectrum(spectrum: np.ndarray, shape: tuple[int, int, int]) -> float:
     """Variance of the real signal of an rfftn spectrum (Parseval, counting the rfft's mirrored half twice)."""
     n = int(np.prod(shape))
-    power = np.abs(spectrum) ** 2
+    power = spectrum.real.astype(np.float64) ** 2 + spectrum.imag.astype(np.float64) ** 2  # |z|^2 without hypot
     weights = np.full(spectrum.shape[-1], 2.0)
     weights[0] = 1.0
     if shape[-1] % 2 == 0:
@@ -346,11 +359,12 @@ def image(
             - 0.5 * np.pi * imaging.spherical_aberration_mm * 1e7 * (lam**3) * k2**2
         )
         a = imaging.amplitude_contrast
-        transfer = -(np.sqrt(1 - a * a) * np.sin(chi) + a * np.cos(chi)) * np.exp(-imaging.bfactor * k2 / 4)
+        sin_chi, cos_chi = pmath.sin_cos(chi)
+        transfer = -(np.sqrt(1 - a * a) * sin_chi + a * cos_chi) * pmath.exp(-imaging.bfactor * k2 / 4)
     else:
         transfer = -np.ones_like(k2)  # keep the phase-contrast sign: protein darker than ice
     # Missing wedge: a tilt series about y over +-theta measures only |kz| <= tan(theta) |kx|.
-    wedge = np.abs(kz) <= np.tan(np.deg2rad(imaging.tilt_range_deg)) * np.abs(kx)
+    wedge = np.abs(kz) <= pmath.tan(imaging.tilt_range_deg * (np.pi / 180.0)) * np.abs(kx)
     wedge[0, 0, 0] = True
     spectrum *= (transfer * wedge).astype(np.float32)
     noise = scipy.fft.rfftn(rng.standard_normal(shape, dtype=np.float32), workers=workers)
@@ -363,14 +377,17 @@ def image(
         spectrum += noise * np.float32(np.sqrt(signal_var / (snr * noise_var)))
     del noise
     raw = scipy.fft.irfftn(spectrum, s=shape, workers=workers)
-    spectrum *= np.exp(-2 * np.pi**2 * imaging.denoise_sigma**2 * k2).astype(np.float32)
+    spectrum *= pmath.exp(-2 * np.pi**2 * imaging.denoise_sigma**2 * k2).astype(np.float32)
     smooth = scipy.fft.irfftn(spectrum, s=shape, workers=workers)
     return {"wbp": _zscore(raw), "denoised": _zscore(smooth)}
 
 
 def _zscore(v: np.ndarray) -> np.ndarray:
-    v = v.astype(np.float32, copy=False)
-    return (v - v.mean()) / max(float(v.std()), 1e-12)
+    # float64 sums (numpy's pairwise summation, the same order on every CPU), then one rounding to float32
+    v = v.astype(np.float64, copy=False)
+    centred = v - v.sum() / v.size
+    sd = np.sqrt((centred * centred).sum() / v.size)
+    return (centred / max(float(sd), 1e-12)).astype(np.float32)
 
 
 def draw_objects(
@@ -391,7 +408,7 @@ def draw_objects(
         wanted.append(("blob", rng.uniform(*distractors.blob_radius) / spacing))
     for _ in range(int(rng.poisson(distractors.lookalikes * volume_ratio))):
         volume = protein_volume(rng.uniform(*distractors.lookalike_mass_kda), settings.particles)
-        wanted.append(("lookalike", (3.0 * volume / (4.0 * math.pi)) ** (1.0 / 3.0) / spacing))
+        wanted.append(("lookalike", pmath.cbrt(3.0 * volume / (4.0 * math.pi)) / spacing))
     gap = placement.min_gap / spacing
     placed = _place(rng, shape, wanted, gap, placement.edge_margin, placement.cluster_fraction)
     for obj in placed:  # real annotators miss some particles of the hard classes
@@ -413,7 +430,7 @@ def _object_parts(
         return ((Lobe((0, 0, 0), axes, density=float(rng.uniform(0.5, 1.0))),),)
     if obj.kind == "lookalike":  # a compact protein: an ellipsoid with the volume of a sphere of its radius
         axes = rng.uniform(0.7, 1.0, size=3)
-        axes = axes / np.prod(axes) ** (1.0 / 3.0)
+        axes = axes / pmath.cbrt(axes[0] * axes[1] * axes[2])
         return ((Lobe((0, 0, 0), tuple(float(a) for a in axes)),),)
     lobes = particle_lobes.get(obj.kind, GENERIC_SHAPE)
     cargo = settings.particles.cargo_kda.get(obj.kind, 0.0)

@@ -37,6 +37,19 @@ def _class_from_dict(d: dict) -> ParticleClass:
     return ParticleClass(**{**d, "color": tuple(d["color"])})
 
 
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 of a model's weights: every tensor's name, dtype, shape and bytes in the state dict's order, so two
+    checkpoints hash alike exactly when their weights are bit for bit the same (metrics/*.json records it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module,

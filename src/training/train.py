@@ -37,7 +37,7 @@ from src.data.prepare import MANIFEST_NAME, open_project
 from src.data.split import read_split
 from src.errors import UserError
 from src.hardware import hardware_record, use_deterministic_algorithms
-from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_postprocess
+from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_postprocess, weights_sha256
 from src.inference.plan import PostprocessPlan
 from src.inference.predict import default_device, predict_run_maps, predict_runs
 from src.inference.thresholds import tune_plan
@@ -458,6 +458,8 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
         # TP/FP/FN per test tomogram and class, so the report can resample tomograms.
         "test_counts": test.counts_by_tomogram(),
         "thresholds": thresholds,
+        # The published model's weights, bit for bit: what an exact rerun must give (report compare, level "exact").
+        "weights_sha256": weights_sha256(load_checkpoint(paths.final / "model.pt")[0].state_dict()),
         **durations,
         # Which machine made these numbers: a rerun elsewhere differs by floating-point rounding (see README).
         "hardware": hardware_record(session.device),
