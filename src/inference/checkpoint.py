@@ -46,7 +46,8 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     for name, tensor in state_dict.items():
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # as bytes whatever the dtype (bf16 has no numpy type) and the rank (a 0-d counter cannot be viewed as bytes)
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
