@@ -51,6 +51,9 @@ PATCH_GAIN = {"p64": 0.0, "p96": 0.03, "p128": 0.08}
 
 
 TEST_TOMOGRAMS = 4  # per sample
+# columns of a comparison row in statistics.md (`_macros.md.j2`)
+ADJ, P_ADJ, SE, HIER, BOOT, TOMO, CFG, P_CFG, P_HOLM, T, P_T, P_W, DZ, MDD, P_TOST, MARGIN, VERDICT = range(3, 20)
+PAPER, PAPER_CI, GAP, GAP_CI, VS_PAPER = range(20, 25)
 WEIGHTS = {c.name: c.weight for c in CZII_CLASSES}
 
 
@@ -144,7 +147,7 @@ def store(tmp_path_factory):
     truth = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(tracking.ENV_STORE, str(root / "mlruns"))
-        for cell in STUDY.cells():
+        for cell in STUDY.configurations():
             target = 0.55 + SHIFT[cell.model] + PATCH_GAIN[cell.patch] + rng.normal(0, 0.02)
             counts = make_counts(cell.sample, target, rng)
             score = fbeta_of_counts(counts)
@@ -178,7 +181,7 @@ def pairs(truth: dict, a: str, b: str, value: int = 0) -> np.ndarray:
     return np.array(
         [
             truth[Cell(b, c.channels, c.patch, c.sample).name][value] - truth[c.name][value]
-            for c in STUDY.cells()
+            for c in STUDY.configurations()
             if c.model == a
         ]
     )
@@ -215,12 +218,18 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
         d = pairs(truth, "unet", model)
         cells = md_row(block, f"{model} vs unet")
         assert cells[1] == "12" and cells[2] == f"{d.mean():+.3f}"
-        assert cells[7] == fmt_p(p) and cells[5] == fmt_p(p_adj)  # t-test p, Holm-adjusted p
-        assert cells[4] == fmt_p(min(1.0, 3 * p))  # Bonferroni-adjusted p
-        assert cells[9] == f"{d.mean() / d.std(ddof=1):.2f}"  # Cohen's dz
+        assert cells[P_T] == fmt_p(p) and cells[P_HOLM] == fmt_p(p_adj)  # t-test p, Holm-adjusted p
+        assert cells[P_CFG] == fmt_p(min(1.0, 3 * p))  # Bonferroni-adjusted p (configurations only)
+        assert cells[DZ] == f"{d.mean() / d.std(ddof=1):.2f}"  # Cohen's dz
         half = sps.t.ppf(1 - 0.05 / 3 / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        assert cells[3] == f"[{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"  # simultaneous t interval, m = 3
-        assert cells[8] == fmt_p(sps.wilcoxon(d).pvalue)
+        assert cells[CFG] == f"[{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"  # simultaneous t interval, m = 3
+        assert cells[P_W] == fmt_p(sps.wilcoxon(d).pvalue)
+        # the verdict's interval: mean +- t(1 - alpha / 2m, n - 1) x the hierarchical SE printed beside it
+        se = float(cells[SE])
+        low, high = (float(x) for x in cells[ADJ].strip("[]").split(", "))
+        assert (high - low) / 2 == pytest.approx(sps.t.ppf(1 - 0.05 / 3 / 2, len(d) - 1) * se, abs=2e-3)
+        # it carries the test tomograms' noise too: wider than the t interval over configurations alone
+        assert high - low > 2 * half
 
     conclusions = (out / "conclusions.md").read_text()
     # files from before seeds and hardware were recorded: seed 0, and the device from the MLflow tag
@@ -233,10 +242,13 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
     for model in MODELS:  # p128 is 0.08 above p64 by construction: "higher" where 4 pairs show it at alpha / 4
         d = np.array([truth[f"{model}-{c}-p128-{x}"][0] - truth[f"{model}-{c}-p64-{x}"][0]
                       for c in ("c16", "c32") for x in ("s1", "s2")])  # fmt: skip
-        low = d.mean() - sps.t.ppf(1 - 0.05 / 4 / 2, 3) * d.std(ddof=1) / 2
+        cells = md_row(section(st, "## Patch size: largest"), f"{model}: p128 vs p64")
+        low, high = (float(x) for x in cells[ADJ].strip("[]").split(", "))
+        se = float(cells[SE])  # the hierarchical SE: configurations and the test tomograms, so above theirs alone
+        assert se > 0.9 * d.std(ddof=1) / 2
+        assert (high - low) / 2 == pytest.approx(sps.t.ppf(1 - 0.05 / 4 / 2, 3) * se, abs=2e-3)
         line = next(x for x in section(conclusions, "## Patch size").splitlines() if x.startswith(f"- {model}: "))
-        assert line.startswith(f"- {model}: {'higher' if low > 0 else 'inconclusive'}")
-        assert f"(mean difference {d.mean():+.3f}" in line
+        assert line.startswith(f"- {model}: {'higher' if low > 0 else 'inconclusive'} (mean difference {d.mean():+.3f}")
     steps = section(st, "## Patch size, step by step")
     for model in MODELS:
         for a, b in (("p64", "p96"), ("p96", "p128")):
@@ -245,7 +257,7 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
             cells = md_row(steps, f"{model}: {b} vs {a}")
             assert cells[1] == "4" and cells[2] == f"{d.mean():+.3f}"
     extra = pairs(truth, "unet", "unet_se", value=1)
-    base = np.array([truth[c.name][1] for c in STUDY.cells() if c.model == "unet"])
+    base = np.array([truth[c.name][1] for c in STUDY.configurations() if c.model == "unet"])
     assert f"- unet_se: {extra.mean():+.2f} minutes per run ({100 * extra.mean() / base.mean():+.1f} %)" in conclusions
     assert "\\VAR{" not in (out / "table3.tex").read_text() and "{{" not in conclusions
 
@@ -254,7 +266,7 @@ def test_a_shifted_model_changes_its_verdict_and_unnamed_runs_are_ignored(env, t
     root, truth = env
     metrics = tmp_path / "metrics"
     shutil.copytree(root / "metrics", metrics)
-    for cell in (c for c in STUDY.cells() if c.model == "unet_ag"):  # new runs for unet_ag, 0.05 better
+    for cell in (c for c in STUDY.configurations() if c.model == "unet_ag"):  # new runs for unet_ag, 0.05 better
         score, minutes = truth[cell.name]
         log_cell(cell, score + 0.05, minutes, metrics)
     shifted = (build_report(metrics, tmp_path / "shifted", REPORT, STUDY, make_figures=False), tmp_path / "shifted")[1]
@@ -310,11 +322,11 @@ def test_partial_grid_marks_missing_cells_and_says_why(env, tmp_path):
     assert "| 0 of 24 cells present" not in (out / "table4.md").read_text()
     st = (out / "statistics.md").read_text()
     ag = md_row(section(st, "## Attention modules"), "unet_ag vs unet")
-    assert ag[1] == "1" and ag[14] == "cannot be computed: needs at least 2 matched pairs, have 1"
+    assert ag[1] == "1" and ag[VERDICT] == "cannot be computed: needs at least 2 matched pairs, have 1"
     se = md_row(section(st, "## Attention modules"), "unet_se vs unet")
-    assert se[1] == "3" and se[14] != "cannot be computed"
+    assert se[1] == "3" and se[VERDICT] in ("better", "worse", "inconclusive", "equivalent within the margin")
     cbam = md_row(section(st, "## Attention modules"), "unet_cbam vs unet")
-    assert cbam[14] == "cannot be computed: no configuration was run for both"
+    assert cbam[VERDICT] == "cannot be computed: no configuration was run for both"
     assert (
         "- unet_ag: cannot be computed (needs at least 2 matched pairs, have 1)."
         in (out / "conclusions.md").read_text()
@@ -430,7 +442,7 @@ def data_lines(tmp_path, name: str, logged: dict, hardware: dict, monkeypatch) -
     (rendered text per table/page, the footer line of each figure)."""
     metrics, out = tmp_path / name / "metrics", tmp_path / name / "paper"
     rng = np.random.default_rng(3)
-    for cell in (c for c in STUDY.cells() if c.sample == "s1" and c.channels == "c16"):
+    for cell in (c for c in STUDY.configurations() if c.sample == "s1" and c.channels == "c16"):
         counts = make_counts(cell.sample, 0.55 + SHIFT[cell.model], rng)
         log_cell(cell, fbeta_of_counts(counts), 1.0, metrics, counts, hardware=hardware, logged=logged)
     footers = []

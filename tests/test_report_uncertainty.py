@@ -1,6 +1,6 @@
 """Uncertainty in the report: the test-tomogram bootstrap, seeds, the mixed model, simultaneous intervals, TOST, the
-minimum detectable difference and `compare`, on a store of real logged runs, each against an independent computation
-(exact enumeration of the resamples, scipy, statsmodels, closed forms)."""
+minimum detectable difference and the verdicts that read them, on a store of real logged runs, each against an
+independent computation (exact enumeration of the resamples, scipy, statsmodels, closed forms)."""
 
 from __future__ import annotations
 
@@ -18,19 +18,39 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
-from typer.testing import CliRunner
 
 from src import tracking
 from src.errors import UserError
 from src.params import load_params
 from src.report import stats
-from src.report.__main__ import app
-from src.report.build import build_report
+from src.report.build import analysis, build_report, with_intervals
 from src.report.render import fmt_p
 from src.report.runs import frame_from_metrics
 from src.study import Cell
 from tests.conftest import REPO
-from tests.test_report import REPORT, STUDY, fbeta_of_counts, log_cell, make_counts, md_row, section
+from tests.test_report import (
+    ADJ,
+    CFG,
+    GAP,
+    GAP_CI,
+    MDD,
+    P_CFG,
+    P_TOST,
+    PAPER,
+    PAPER_CI,
+    REPORT,
+    SE,
+    STUDY,
+    TOMO,
+    VERDICT,
+    VS_PAPER,
+    WEIGHTS,
+    fbeta_of_counts,
+    log_cell,
+    make_counts,
+    md_row,
+    section,
+)
 
 SEEDS = (0, 1)
 MODELS = ("unet", "unet_ag", "unet_cbam")  # unet_se is left out: its comparison cannot be computed (m = 2)
@@ -136,7 +156,7 @@ def test_paired_tomogram_interval_resamples_the_same_tomograms_for_both_models(r
         per_sample.append(np.array(sums))
     means = (per_sample[0][:, None] + per_sample[1][None, :]).ravel() / len(CONFIGS)
     row = md_row(section((out / "statistics.md").read_text(), "## Attention modules"), "unet_ag vs unet")
-    low, high = interval_cell(row[11])
+    low, high = interval_cell(row[TOMO])
     lo_band, hi_band = exact_quantiles(means, 0.02, 0.03), exact_quantiles(means, 0.97, 0.98)
     assert lo_band[0] - 5e-4 <= low <= lo_band[1] + 5e-4 and hi_band[0] - 5e-4 <= high <= hi_band[1] + 5e-4
     # Unpaired, the same two models would spread over the whole between-tomogram range: pairing is what narrows it.
@@ -165,54 +185,87 @@ def test_draws_share_resamples_within_a_sample_and_check_the_logged_score(seeded
         stats.tomogram_draws(rows, scoring, s)
 
 
+def analysed(root: Path, family: str = "attention") -> dict:
+    """The report's own comparison objects for the seeded store (what statistics.md prints), by compared level."""
+    _, frame = with_intervals(frame_from_metrics(root / "metrics", STUDY), stats.Scoring(WEIGHTS), PRECISE)
+    return {c.b: c for c in analysis(frame, STUDY, PRECISE)[family]}
+
+
+def same_mean_and_se(mean: float, se: float, n: int) -> np.ndarray:
+    """n paired differences whose mean is `mean` and whose sd / sqrt(n) is `se`: statsmodels' paired tests on them
+    are the tests of an estimate `mean` with standard error `se` on n - 1 degrees of freedom."""
+    z = np.random.default_rng(5).normal(size=n)
+    return mean + (z - z.mean()) / z.std(ddof=1) * se * np.sqrt(n)
+
+
 def test_simultaneous_interval_tost_and_detectable_difference(report):
-    """The attention table against scipy's t quantiles, statsmodels' TOST and statsmodels' power solver. Two of the
+    """The attention table: the configurations-only t interval against scipy, and everything the verdict reads (on
+    the hierarchical SE) against scipy's t quantiles, statsmodels' TOST and statsmodels' power solver. Two of the
     three comparisons can be computed (no unet_se runs), so m = 2."""
-    _, counts, out = report
+    root, counts, out = report
     block = section((out / "statistics.md").read_text(), "## Attention modules")
+    objects = analysed(root)
     m = 2
     for model in ("unet_ag", "unet_cbam"):
         a, b = paired_values(counts, "unet", model)
         d = b - a
+        c = objects[model]
         row = md_row(block, f"{model} vs unet")
-        assert row[1] == "8" and row[2] == f"{d.mean():+.3f}"
+        assert row[1] == "8" and row[2] == f"{d.mean():+.3f}" and c.n == 8 and c.m == m
         half = sps.t.ppf(1 - 0.05 / m / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        assert row[3] == f"[{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"
-        p = sps.ttest_rel(b, a).pvalue
-        assert row[4] == fmt_p(min(1.0, m * p))
-        tost = ttost_paired(b, a, -0.02, 0.02)[0]
-        assert row[13] == fmt_p(min(1.0, 2 * m * tost))
-        mdd = TTestPower().solve_power(nobs=len(d), alpha=0.05 / m, power=0.8) * d.std(ddof=1)
-        assert row[12] == f"{mdd:.3f}"
-        assert stats.detectable_difference(d.std(ddof=1), len(d), 0.05 / m, 0.8) == pytest.approx(mdd, rel=1e-4)
-    assert md_row(block, "unet_se vs unet")[14] == "cannot be computed: no configuration was run for both"
+        assert row[CFG] == f"[{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"
+        assert row[P_CFG] == fmt_p(min(1.0, m * sps.ttest_rel(b, a).pvalue))
+        # the verdict's interval and TOST, on the hierarchical SE (seeds and test tomograms are resampled too)
+        assert c.layers == ("configurations", "seeds", "test tomograms") and row[SE] == f"{c.hier_se:.3f}"
+        half = sps.t.ppf(1 - 0.05 / m / 2, len(d) - 1) * c.hier_se
+        assert row[ADJ] == f"[{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"
+        z = same_mean_and_se(c.mean_diff, c.hier_se, c.n)
+        assert c.p_adj == pytest.approx(min(1.0, m * sps.ttest_1samp(z, 0.0).pvalue), rel=1e-6)
+        tost = ttost_paired(z, np.zeros_like(z), -0.02, 0.02)[0]  # each one-sided test at alpha / m: x m, not 2m
+        assert c.p_tost == pytest.approx(min(1.0, m * tost), rel=1e-6) and row[P_TOST] == fmt_p(c.p_tost)
+        mdd = TTestPower().solve_power(nobs=len(d), alpha=0.05 / m, power=0.8) * c.hier_se * np.sqrt(len(d))
+        assert row[MDD] == f"{mdd:.3f}" and c.mdd == pytest.approx(mdd, rel=1e-4)
+    assert md_row(block, "unet_se vs unet")[VERDICT] == "cannot be computed: no configuration was run for both"
 
 
 def test_one_comparison_reads_equivalent_and_one_inconclusive(report):
-    _, counts, out = report
+    root, counts, out = report
     conclusions = (out / "conclusions.md").read_text()
     block = section((out / "statistics.md").read_text(), "## Attention modules")
-    a, b = paired_values(counts, "unet", "unet_ag")
-    assert ttost_paired(b, a, -0.02, 0.02)[0] < 0.05 / 4  # independently: equivalent at the adjusted level
-    assert md_row(block, "unet_ag vs unet")[14] == "equivalent within the margin"
+    objects = analysed(root)
+    m = 2
+    c = objects["unet_ag"]  # independently: the (1 - 2 alpha/m) interval on its SE lies inside the margin
+    z = same_mean_and_se(c.mean_diff, c.hier_se, c.n)
+    assert ttost_paired(z, np.zeros_like(z), -0.02, 0.02)[0] < 0.05 / m
+    assert md_row(block, "unet_ag vs unet")[VERDICT] == "equivalent within the margin"
     assert "- unet_ag: equivalent within the margin (mean difference" in conclusions
 
+    c = objects["unet_cbam"]
     a, b = paired_values(counts, "unet", "unet_cbam")
-    d = b - a
-    assert sps.ttest_rel(b, a).pvalue > 0.05 / 2 and ttost_paired(b, a, -0.02, 0.02)[0] > 0.05 / 4
-    mdd = TTestPower().solve_power(nobs=len(d), alpha=0.05 / 2, power=0.8) * d.std(ddof=1)
-    assert md_row(block, "unet_cbam vs unet")[14] == "inconclusive"
+    z = same_mean_and_se(c.mean_diff, c.hier_se, c.n)
+    assert sps.ttest_1samp(z, 0.0).pvalue > 0.05 / m and ttost_paired(z, np.zeros_like(z), -0.02, 0.02)[0] > 0.05 / m
+    assert md_row(block, "unet_cbam vs unet")[VERDICT] == "inconclusive"
+    margin = abs(c.mean_diff) + sps.t.ppf(1 - 0.05 / m, c.n - 1) * c.hier_se
     assert (
-        f"- unet_cbam: inconclusive: neither a difference nor equivalence within ±0.02 is shown; these 8 pairs could "
-        f"only have detected a difference of {mdd:.3f} or more" in conclusions
+        f"- unet_cbam: inconclusive (mean difference {(b - a).mean():+.3f}, 95 % simultaneous CI" in conclusions
+        and f"the narrowest margin these 8 pairs could certify as equivalent is ±{margin:.3f}" in conclusions
     )
-    # our interval against the paper's own estimate (+0.054 for CBAM on its tables)
+    assert "neither" not in conclusions.lower()
+    # our interval against the paper's own interval (+0.054 for CBAM on its tables)
     paper = pd.read_csv(REPO / "src/report/published_results.csv")
     wide = paper.pivot_table(index=["sample", "channels", "patch_size"], columns="model", values="fbeta")
-    estimate = (wide["unet_cbam"] - wide["unet"]).mean()
-    low, high = interval_cell(md_row(block, "unet_cbam vs unet")[3])
-    word = "consistent" if low <= round(estimate, 3) <= high else "contradicts"
-    assert md_row(block, "unet_cbam vs unet")[15:17] == [f"{estimate:+.3f}", word]
+    theirs = (wide["unet_cbam"] - wide["unet"]).to_numpy()
+    row = md_row(block, "unet_cbam vs unet")
+    assert row[PAPER] == f"{theirs.mean():+.3f}" and row[GAP] == f"{(b - a).mean() - theirs.mean():+.3f}"
+    paper_low, paper_high = interval_cell(row[PAPER_CI])
+    assert paper_low < theirs.mean() < paper_high
+    # ours - paper with both uncertainties: scipy's Welch interval of an estimate with our SE against the paper's 12
+    # configuration differences (its SE is theirs / sqrt(12), up to the bootstrap's noise), at our level alpha/m
+    welch = sps.ttest_ind(z, theirs, equal_var=False).confidence_interval(1 - 0.05 / m)
+    gap_low, gap_high = interval_cell(row[GAP_CI])
+    assert gap_low == pytest.approx(welch.low, abs=4e-3) and gap_high == pytest.approx(welch.high, abs=4e-3)
+    word = "consistent with the paper" if welch.low <= 0 <= welch.high else "differs from the paper"
+    assert row[VS_PAPER] == word
 
 
 def test_mixed_model_with_seeds(report):
@@ -282,46 +335,6 @@ def test_opening_statement_says_what_was_run(report):
     assert f"{refs['ribosome']} ribosome" in opening
     assert "- Seeds: 2 (0, 1) per configuration, 48 runs for 24 of 48 configurations." in opening
     assert "- Device: Test CPU 9000 (cpu); deterministic algorithms: True." in opening
-
-
-def shift_model(metrics: Path, model: str, recall_drop: float) -> None:
-    """Rewrite `model`'s metrics files as a rerun whose detector finds fewer particles (score from the counts)."""
-    for path in metrics.glob(f"{model}-*.json"):
-        record = json.loads(path.read_text())
-        for by_class in record["test_counts"].values():
-            for c in by_class.values():
-                lost = int(round((c["tp"] + c["fn"]) * recall_drop))
-                lost = min(lost, c["tp"])
-                c["tp"], c["fn"] = c["tp"] - lost, c["fn"] + lost
-        record["test_score"] = fbeta_of_counts(record["test_counts"])
-        path.write_text(json.dumps(record))
-
-
-def test_compare_reproduced_and_not(seeded, tmp_path):
-    root, _ = seeded
-    runner = CliRunner()
-    base = ["compare", "--metrics-dir", str(root / "metrics"), "--params", str(REPO / "params.yaml")]
-    same = tmp_path / "same"
-    shutil.copytree(root / "metrics", same)
-    result = runner.invoke(app, [*base[:1], str(same), *base[1:]])
-    assert result.exit_code == 0, result.output
-    assert "REPRODUCED: 48 of 48 cells inside the committed interval" in result.output
-    assert "| unet_ag vs unet | equivalent within the margin | equivalent within the margin | yes |" in result.output
-
-    rerun = tmp_path / "rerun"
-    shutil.copytree(root / "metrics", rerun)
-    shift_model(rerun, "unet_ag", 0.3)
-    (rerun / "unet-c16-p64-s1-r1.json").unlink()
-    result = runner.invoke(app, [*base[:1], str(rerun), *base[1:]])
-    assert result.exit_code == 1, result.output
-    assert "NOT REPRODUCED" in result.output
-    assert md_row(result.output, "unet-c16-p64-s1-r1")[3:] == ["—", "not in the rerun"]
-    assert md_row(result.output, "unet_ag-c16-p64-s1-r0")[4] == "outside"
-    assert md_row(result.output, "unet-c16-p64-s2-r0")[4] == "inside"
-    assert md_row(result.output, "unet_ag vs unet")[1:] == ["equivalent within the margin", "worse", "NO"]
-
-    bad = runner.invoke(app, ["compare", str(tmp_path / "nothing"), *base[1:]])
-    assert bad.exit_code == 2 and "error: no cell metrics" in bad.output
 
 
 def test_measured_step_times_are_the_cost_of_attention(report, tmp_path):

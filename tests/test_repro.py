@@ -1,4 +1,4 @@
-"""The same numbers on every x86-64 CPU: another CPU emulated on this one (DESIGN section 8's switches).
+"""The same numbers on every x86-64 CPU: another CPU emulated on this one, with the libraries' own switches.
 
 - numpy takes another CPU's SIMD paths under NPY_DISABLE_CPU_FEATURES, OpenBLAS another CPU's kernels under
   OPENBLAS_CORETYPE, glibc's libm its non-FMA variants under GLIBC_TUNABLES: the synthetic data must not move.
@@ -155,6 +155,22 @@ def test_the_committed_fingerprint_reproduces_on_this_machine(native_cell):
         f"fingerprint: {found} against {committed}. A change that moves numbers on purpose rewrites it with "
         "REPRO_FINGERPRINT_UPDATE=1; otherwise another CPU computed differently (see src/repro.py)."
     )
+
+
+def test_the_weights_hash_sees_every_bit_of_every_tensor():
+    import torch
+
+    from src.inference.checkpoint import weights_sha256
+
+    weights = {"counter": torch.tensor(3), "half": torch.ones(2, dtype=torch.bfloat16), "w": torch.zeros(2, 3)}
+    same = {k: v.clone() for k, v in weights.items()}
+    assert weights_sha256(weights) == weights_sha256(same)
+    for name in weights:
+        changed = {k: v.clone() for k, v in weights.items()}
+        flat = changed[name].reshape(-1).view(torch.uint8)
+        flat[0] ^= 1  # one bit of one tensor
+        assert weights_sha256(changed) != weights_sha256(weights), name
+    assert weights_sha256({"w": torch.zeros(3, 2)}) != weights_sha256({"w": torch.zeros(2, 3)})
 
 
 def test_the_repro_switches_are_set_before_the_libraries_load():

@@ -192,7 +192,8 @@ def test_a_fifth_attention_module_through_the_registry_alone(workspace, tmp_path
     try:
         params = load_params(ws / "params.yaml")
         study = Study.from_params(params)
-        assert len(study.cells()) == 5 * 2 * 3 * 2
+        assert len(study.configurations()) == 5 * 2 * 3 * 2  # the replicate block adds seeds, not configurations
+        assert {c.model for c in study.cells() if c.replicate} == set(study.models)
         for model in ("unet", "unet_toy"):
             record = train_cell(study.parse(f"{model}-c16-p64-s1"), params, progress=False)
             assert 0.0 <= record["test_score"] <= 1.0

@@ -57,25 +57,59 @@ def compare(
     metrics_dir: Annotated[
         Path | None, typer.Option(help="The committed study's metrics (params: train.metrics_dir).")
     ] = None,
+    committed_rev: Annotated[
+        str | None,
+        typer.Option(
+            help="Read the committed study's metrics folder as it is at this git revision (e.g. HEAD) instead of the "
+            "working copy, which `dvc repro` rewrites: `compare metrics --committed-rev HEAD`."
+        ),
+    ] = None,
+    sigma: Annotated[
+        float | None,
+        typer.Option(
+            help="Training-noise SD of one run's test score, used only when the committed study has no configuration "
+            "with two or more seeds to estimate it from."
+        ),
+    ] = None,
+    sigma_df: Annotated[
+        float | None, typer.Option(help="Degrees of freedom of --sigma's estimate (default: treat it as known).")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Level of each one-sided test of the equivalence tests.")] = 0.05,
+    acceptance: Annotated[
+        float, typer.Option(help="Probability with which a faithful rerun passes every check.")
+    ] = 0.95,
     params_file: Annotated[Path, typer.Option("--params", help="The params file to read.")] = Path("params.yaml"),
 ):
-    """Reproduced = every rerun cell's score inside the committed cell's test-tomogram interval and every verdict of
-    the conclusions the same. Exit code 0 when reproduced, 1 when not, 2 on bad input."""
+    """Level of reproduction: exact (same cells, scores, counts, thresholds, epochs, weights), statistically
+    reproduced (grid mean and model effects equivalent, every cell within training noise), or not reproduced. Exit
+    code 0 for the first two, 1 when not reproduced, 2 on bad input."""
+    import math
+
     from src.params import load_params
-    from src.report.compare import compare_studies
+    from src.report.compare import Criterion, committed_metrics, compare_studies
+    from src.report.noise import given_noise
     from src.report.stats import Scoring
     from src.study import Study
 
     try:
         p = load_params(params_file)
-        result = compare_studies(
-            metrics_dir or p.train.metrics_dir, other, p.report, Study.from_params(p), Scoring.from_params(p)
-        )
+        if sigma is not None and not (sigma > 0 and math.isfinite(sigma)):
+            raise UserError(f"--sigma {sigma} must be a positive number")
+        if sigma_df is not None and not sigma_df > 0:
+            raise UserError(f"--sigma-df {sigma_df} must be positive")
+        if sigma_df is not None and sigma is None:
+            raise UserError("--sigma-df needs --sigma")
+        noise = None if sigma is None else given_noise(sigma, sigma_df or math.inf, p.report.confidence)
+        criterion = Criterion(alpha, acceptance)
+        with committed_metrics(metrics_dir or p.train.metrics_dir, committed_rev) as committed:
+            result = compare_studies(
+                committed, other, p.report, Study.from_params(p), Scoring.from_params(p), criterion, noise
+            )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
-    print(result.to_markdown(p.report.decimals, f"{100 * p.report.confidence:g}"), end="")
-    raise typer.Exit(0 if result.reproduced else 1)
+    print(result.to_markdown(p.report.decimals), end="")
+    raise typer.Exit(result.exit_code)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -60,15 +61,28 @@ def summary_rows(frame: pd.DataFrame, study: Study) -> list[dict]:
     return [{"model": m, "mean": r["mean"], "std": r["std"], "n": int(r["n"])} for m, r in summary.iterrows()]
 
 
-def analysis(frame: pd.DataFrame, study: Study, s: stats.Settings) -> dict:
-    """Every statistic the report shows for one frame (ours or the paper's): one row per configuration."""
+def with_classes(family: list[stats.Paired], frame: pd.DataFrame, scoring: stats.Scoring) -> list[stats.Paired]:
+    """Model comparisons with the classes that carry each difference (`stats.class_shares`; none without per-class
+    scores, e.g. on the paper's tables)."""
+    columns = class_columns(frame)
+    keys = ["channels", "patch", "sample"]
+    return [
+        dataclasses.replace(c, classes=stats.class_shares(frame, c, keys, columns, scoring)) if c.computed else c
+        for c in family
+    ]
+
+
+def analysis(frame: pd.DataFrame, study: Study, s: stats.Settings, scoring: stats.Scoring | None = None) -> dict:
+    """Every statistic the report shows for one frame (ours or the paper's): one row per configuration. `scoring`
+    (default: the competition's weights) splits each model comparison into its classes' parts."""
+    scoring = scoring or stats.Scoring(SCORE_WEIGHTS)
     summary = summary_rows(frame, study)
     best = stats.best_model(stats.model_summary(frame, study))
-    attention = stats.attention_vs_baseline(frame, study, s)
+    attention = with_classes(stats.attention_vs_baseline(frame, study, s), frame, scoring)
     patch = stats.patch_effect(frame, study, s)
     patch_steps = stats.patch_steps(frame, study, s)
     channels = stats.channel_effect(frame, study, s)
-    best_vs_others = stats.best_against_others(frame, study, best, s) if best else []
+    best_vs_others = with_classes(stats.best_against_others(frame, study, best, s), frame, scoring) if best else []
     return {
         "summary": summary,
         "ranking": sorted((r for r in summary if r["n"]), key=lambda r: -r["mean"]),
@@ -111,7 +125,9 @@ def paper_checks(published: pd.DataFrame, study: Study, claims: dict) -> dict:
 
 def with_intervals(runs: pd.DataFrame, scoring: stats.Scoring, s: stats.Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, configurations): each run and each configuration (seeds averaged) with its test-tomogram bootstrap
-    interval in `low` and `high` (NaN where the metrics files hold no per-tomogram counts)."""
+    interval in `low` and `high` (NaN where the metrics files hold no per-tomogram counts). A configuration keeps its
+    seeds' own values and draws (`seed_values`, `seed_draws`) for the hierarchical bootstrap of the comparisons; the
+    seeds may differ in number between configurations (the replicate block)."""
     draws = stats.tomogram_draws(runs, scoring, s)
     runs = runs.copy()
     runs[["low", "high"]] = [stats.percentile_interval(d, s) for d in draws]
@@ -153,6 +169,7 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
         "steps_per_epoch": logged("steps_per_epoch"),
         "patch_sizes": sorted({size_label(p) for p in frame["patch_size"]}) if "patch_size" in frame else [],
         "seeds": sorted({int(v) for v in runs["seed"]}) if "seed" in runs else [0],
+        "seed_groups": seed_groups(frame),
         "test": per_sample,
         "with_counts": len(counts),
         "devices": devices,
@@ -164,6 +181,26 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
         "tagged_devices": tagged,  # the MLflow "device" tag, for runs that recorded no hardware
         "n_runs": len(runs),
     }
+
+
+def seed_groups(frame: pd.DataFrame) -> list[dict]:
+    """The configurations grouped by the seeds they were run with, most seeds first: [{seeds: [0, 1, 2],
+    configurations: [names]}, ...]; one group when every configuration has the same seeds."""
+    if "seed_list" not in frame:
+        return [{"seeds": [0], "configurations": list(frame["cell"])}] if len(frame) else []
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for cell, seeds in zip(frame["cell"], frame["seed_list"], strict=True):
+        groups.setdefault(tuple(seeds), []).append(cell)
+    order = sorted(groups, key=lambda k: (-len(k), k))
+    return [{"seeds": list(k), "configurations": groups[k]} for k in order]
+
+
+def seeds_label(facts: dict) -> str:
+    """'1 seed', '3 seeds', or '1 to 3 seeds per configuration' when configurations differ in their seed count."""
+    counts = sorted({len(g["seeds"]) for g in facts.get("seed_groups") or []}) or [len(facts["seeds"])]
+    if len(counts) > 1:
+        return f"{counts[0]} to {counts[-1]} seeds per configuration"
+    return f"{counts[0]} seed{'s' if counts[0] != 1 else ''}"
 
 
 def _one_or_all(values: list[str], unit: str = "") -> str:
@@ -184,7 +221,6 @@ def data_line(facts: dict) -> str:
     else:
         data = _one_or_all(source) + " data"
     tests = [f"{x['tomograms']} test tomograms ({sample})" for sample, x in sorted(facts["test"].items())]
-    seeds = len(facts["seeds"])
     machine = _one_or_all(facts["devices"]) if facts["with_hardware"] else _one_or_all(facts["tagged_devices"])
     if facts["cpu_counts"] and not facts["gpus"]:  # a CPU run: its core count sets its speed
         machine = f"{_one_or_all([str(c) for c in facts['cpu_counts']])}-core {machine} CPU"
@@ -193,7 +229,7 @@ def data_line(facts: dict) -> str:
         f"{_one_or_all(facts['voxel_spacing'])} A voxels",
         *tests,
         f"{_one_or_all(facts['epochs'])} epochs x {_one_or_all(facts['steps_per_epoch'])} steps",
-        f"{seeds} seed{'s' if seeds != 1 else ''}",
+        seeds_label(facts),
         f"{facts['n_runs']} runs",
         machine,
     ]
@@ -284,16 +320,17 @@ def build_report(
     out = Path(out)
     s = stats.Settings.from_params(report_params)
     d = report_params.decimals
-    runs, frame = with_intervals(
-        load_runs(metrics_dir, study, tracking_uri), scoring or stats.Scoring(SCORE_WEIGHTS), s
-    )
+    scoring = scoring or stats.Scoring(SCORE_WEIGHTS)
+    runs, frame = with_intervals(load_runs(metrics_dir, study, tracking_uri), scoring, s)
     columns = class_columns(runs)
     published = load_published(study)
     claims = yaml.safe_load(CLAIMS_FILE.read_text())
     names = set(frame["cell"])
-    ours, paper = analysis(frame, study, s), analysis(published, study, s)
+    ours, paper = analysis(frame, study, s, scoring), analysis(published, study, s, scoring)
     for family in ("attention", "patch", "patch_steps", "channels"):
-        ours[family] = stats.against_paper(ours[family], paper[family])
+        ours[family] = stats.against_paper(ours[family], paper[family], s)
+    mixed = stats.mixed_model(runs, study, s)
+    ours["attention"] = stats.against_mixed(ours["attention"], mixed, study.baseline)
     common = {
         "d": d,
         "alpha": s.alpha,
@@ -308,9 +345,14 @@ def build_report(
         "missing": [c.name for c in study.configurations() if c.name not in names],
         "ours": ours,
         "paper": paper,
-        "mixed": stats.mixed_model(runs, study, s),
+        "mixed": mixed,
+        "paper_patches": [size_label(p) for p in study.patches.values()],
+        "weights": {c.split("/", 1)[1]: scoring.weights.get(c.split("/", 1)[1], 0.0) for c in columns},
+        "total_weight": scoring.total_weight,
         "facts": (facts := study_facts(runs, frame)),
         "data_line": data_line(facts),
+        "our_scale": data_line(facts).removeprefix("Our data: "),
+        "family": f"{100 * (1 - s.alpha):g}",  # the simultaneous level of a family's intervals
         "paper_data": claims["data"],
         "cost": model_cost(study, network, frame) if network is not None else None,
         "steps": (steps := step_times(getattr(report_params, "step_times", None), study)),

@@ -7,11 +7,15 @@ configuration are averaged (`configurations`) before configurations are paired.
 
 A comparison pairs two levels of one factor (model, patch or channels) over the configurations where both were run,
 e.g. unet_se vs unet over channels x patch x sample. Differences are always `b - a` (the variant minus the reference).
-Each comparison reports the mean difference, the paired t-test, the Wilcoxon signed-rank test, Cohen's dz, a paired
-bootstrap interval over configurations and a bootstrap interval over test tomograms. Within a family of m
-comparisons the verdict, its interval and its p-value are all Bonferroni-adjusted (simultaneous t intervals at level
-1 - alpha/m), so an interval excludes 0 exactly when the verdict says better or worse; the TOST equivalence test and
-the minimum detectable difference at the chosen power use the same level. `mixed_model` fits the whole grid at once.
+Its uncertainty carries every source of noise the runs hold: `hierarchical_draws` resamples the configurations (the
+pairs), then the seeds within a configuration where there are several, then the test tomograms (the shared index
+matrix of `tomogram_draws`). The verdict reads the hierarchical bootstrap's standard error: within a family of m
+comparisons its interval is the simultaneous mean +- t(1 - alpha/(2m), n - 1) SE (Bonferroni), and its p-value is the
+matching t p-value times m, so the interval excludes 0 exactly when the verdict says better or worse. Equivalence is
+the intersection-union test (TOST): both one-sided tests at the family's per-comparison level alpha/m; where it fails,
+`certifiable_margin` is the narrowest margin the pairs could certify. The paired t-test over configurations only, the
+Wilcoxon test, Cohen's dz and the bootstrap intervals over configurations and over test tomograms alone are kept for
+reference; `mixed_model` fits the whole grid at once (runs as observations) and is set beside the bootstrap.
 """
 
 from __future__ import annotations
@@ -48,6 +52,18 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class ClassShare:
+    """One class's part of a comparison's F-beta difference: the score is sum_c weight_c F_c / total weight, so the
+    mean difference splits into `contribution` = weight / total x (mean per-class difference `diff`)."""
+
+    name: str
+    weight: float
+    diff: float  # mean difference of the class's own F-beta, b - a
+    contribution: float  # its part of the score's difference (F-beta units)
+    share: float  # percent of the sum of the contributions (the shares of a comparison add up to 100)
+
+
+@dataclass(frozen=True)
 class Paired:
     """One paired comparison `b - a` of `value` over the matched configurations."""
 
@@ -60,7 +76,7 @@ class Paired:
     mean_a: float = NAN
     mean_b: float = NAN
     mean_diff: float = NAN
-    ci_low: float = NAN  # t interval of the mean difference
+    ci_low: float = NAN  # t interval of the mean difference (configurations only)
     ci_high: float = NAN
     t: float = NAN
     p_t: float = NAN
@@ -70,18 +86,37 @@ class Paired:
     boot_high: float = NAN
     tomo_low: float = NAN  # interval of the mean difference resampling test tomograms (same draws for a and b)
     tomo_high: float = NAN
+    layers: tuple[str, ...] = ()  # what the hierarchical bootstrap resampled: configurations, seeds, test tomograms
+    hier_se: float = NAN  # standard error of the mean difference: sd of the hierarchical bootstrap's draws
+    hier_low: float = NAN  # percentile interval of the hierarchical bootstrap at the confidence level (unadjusted)
+    hier_high: float = NAN
     sd: float = NAN  # sd of the paired differences
     m: int = 1  # computed comparisons in the family (the Bonferroni factor)
-    adj_low: float = NAN  # Bonferroni simultaneous t interval (level 1 - alpha/m): the one the verdict reads
+    adj_low: float = NAN  # the verdict's interval: mean +- t(1 - alpha/(2m), n - 1) x hier_se (simultaneous)
     adj_high: float = NAN
+    p_adj: float = NAN  # its p-value (t on hier_se), Bonferroni-adjusted: below alpha exactly when it excludes 0
+    cfg_low: float = NAN  # Bonferroni simultaneous t interval over configurations only (the spread of the pairs)
+    cfg_high: float = NAN
+    p_cfg: float = NAN  # p_t, Bonferroni-adjusted (configurations only)
     p_holm: float = NAN  # p_t, Holm-adjusted within its family (shown for reference)
-    p_adj: float = NAN  # p_t, Bonferroni-adjusted: below alpha exactly when the adjusted interval excludes 0
-    p_tost: float = NAN  # TOST p of |b - a| < margin, Bonferroni-adjusted as the interval (2m one-sided tests)
-    mdd: float = NAN  # smallest difference detectable with the chosen power at level alpha/m, given sd and n
+    p_tost: float = NAN  # TOST p of |b - a| < margin: both one-sided tests on hier_se, x m (intersection-union)
+    margin_min: float = NAN  # narrowest margin TOST could certify here: |mean| + t(1 - alpha/m, n - 1) x hier_se
+    margin_floor: float = NAN  # the same at a mean difference of 0: the best these pairs could ever certify
+    mdd: float = NAN  # smallest difference the verdict's test detects with the chosen power (level alpha/m, hier_se)
     reason: str | None = None  # why the statistics cannot be computed (None when they are)
     verdict: str = "cannot be computed"
     paper_diff: float = NAN  # the same comparison's mean difference on the paper's tables
-    vs_paper: str | None = None  # "consistent" (our adjusted interval contains paper_diff), "contradicts", or None
+    paper_low: float = NAN  # ... and its verdict interval there (the same method on the paper's tables)
+    paper_high: float = NAN
+    gap: float = NAN  # ours - paper
+    gap_low: float = NAN  # its interval, both uncertainties combined (Welch), at the family's level
+    gap_high: float = NAN
+    vs_paper: str | None = None  # CONSISTENT (the gap's interval contains 0), DIFFERS, or None
+    mixed_diff: float = NAN  # the mixed model's effect for the same comparison (model effects only)
+    mixed_low: float = NAN  # its interval at the family's level (Bonferroni over the model effects)
+    mixed_high: float = NAN
+    vs_mixed: str | None = None  # "agree" (both intervals say the same about 0), "disagree", or None
+    classes: tuple[ClassShare, ...] = ()  # the classes' parts of an F-beta difference
 
     @property
     def percent(self) -> float:
@@ -95,12 +130,15 @@ class Paired:
 
 INCONCLUSIVE = "inconclusive"
 EQUIVALENT = "equivalent within the margin"
+CONSISTENT = "consistent with"
+DIFFERS = "differs from"
+CONFIGURATIONS, SEEDS, TOMOGRAMS = "configurations", "seeds", "test tomograms"  # the hierarchical bootstrap's layers
 
 
 def verdict(c: Paired, s: Settings, higher: str, lower: str, equivalence: bool = True) -> str:
     """The words for a comparison, all read at the family's Bonferroni level: `higher` / `lower` when the adjusted
-    interval excludes 0, else "equivalent within the margin" when TOST says |difference| < margin (F-beta only),
-    else "inconclusive"."""
+    (hierarchical) interval excludes 0, else "equivalent within the margin" when TOST says |difference| < margin
+    (F-beta only), else "inconclusive"."""
     if not c.computed or any(math.isnan(v) for v in (c.p_adj, c.adj_low, c.adj_high)):
         return "cannot be computed"
     if c.p_adj < s.alpha and c.adj_low > 0:
@@ -124,12 +162,24 @@ def t_interval(mean: float, sd: float, n: int, level: float) -> tuple[float, flo
     return mean - half, mean + half
 
 
-def tost_paired(mean: float, sd: float, n: int, margin: float) -> float:
-    """p of the two one-sided paired t-tests of -margin < difference < margin (the larger of the two)."""
-    se = sd / math.sqrt(n)
-    p_low = stats.t.sf((mean + margin) / se, n - 1)  # H0: difference <= -margin
-    p_high = stats.t.cdf((mean - margin) / se, n - 1)  # H0: difference >= +margin
+def tost(mean: float, se: float, df: float, margin: float) -> float:
+    """p of the two one-sided t-tests of -margin < difference < margin for an estimate `mean` with standard error
+    `se` on `df` degrees of freedom: the larger of the two. Equivalence at level alpha is p < alpha (the
+    intersection-union test: each one-sided test at alpha, not alpha / 2)."""
+    p_low = stats.t.sf((mean + margin) / se, df)  # H0: difference <= -margin
+    p_high = stats.t.cdf((mean - margin) / se, df)  # H0: difference >= +margin
     return float(max(p_low, p_high))
+
+
+def tost_paired(mean: float, sd: float, n: int, margin: float) -> float:
+    """`tost` of a mean of n paired differences of standard deviation `sd`."""
+    return tost(mean, sd / math.sqrt(n), n - 1, margin)
+
+
+def certifiable_margin(mean: float, se: float, df: float, alpha: float) -> float:
+    """The narrowest margin whose TOST (each one-sided test at `alpha`) rejects for this estimate: |mean| +
+    t(1 - alpha, df) x se. A margin at least this wide is certified, a narrower one is not."""
+    return abs(mean) + float(stats.t.ppf(1 - alpha, df)) * se
 
 
 def detectable_difference(sd: float, n: int, alpha: float, power: float) -> float:
@@ -188,6 +238,85 @@ def tomogram_interval(df: pd.DataFrame, factor: str, a: str, b: str, keys: list[
     return float(low), float(high)
 
 
+def _seed_rows(row, value: str, tomograms: bool) -> np.ndarray:
+    """One configuration's runs as an array (seed, draw): each seed's tomogram draws (`seed_draws`), or its own
+    score as one column when the test tomograms are not resampled; one row (the configuration's value) for a frame
+    without per-seed values (the paper's tables)."""
+    if tomograms:
+        return np.asarray(row["seed_draws"], dtype=np.float64)
+    per_seed = row.get("seed_values")
+    values = np.asarray(per_seed.get(value, ()), dtype=np.float64) if isinstance(per_seed, dict) else np.empty(0)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        values = np.array([row[value]], dtype=np.float64)
+    return values[:, None]
+
+
+def _resample_seeds(sides: list[np.ndarray], picks: np.ndarray, columns: np.ndarray, rng) -> tuple:
+    """For one side of a comparison (`sides`: one (seed, T) array per configuration), the mean over each
+    configuration's seeds at every draw's tomogram column (n configurations, B draws) and, for each slot of `picks`
+    (B, n: the resampled configurations), that configuration's mean over its seeds resampled with replacement."""
+    counts = np.array([len(x) for x in sides])
+    top = int(counts.max())
+    padded = np.zeros((len(sides), top, sides[0].shape[1]))
+    for i, x in enumerate(sides):
+        padded[i, : len(x)] = x
+    means = padded.sum(axis=1) / counts[:, None]  # (n, T)
+    picked_means = means[picks, columns[:, None]]  # (B, n)
+    if top == 1:
+        return picked_means, picked_means
+    r = counts[picks]  # (B, n)
+    which = np.floor(rng.random((*picks.shape, top)) * r[..., None]).astype(np.int64)
+    valid = np.arange(top) < r[..., None]
+    values = padded[picks[..., None], which, columns[:, None, None]]
+    return picked_means, np.where(valid, values, 0.0).sum(axis=-1) / r
+
+
+def hierarchical_draws(
+    df: pd.DataFrame, value: str, factor: str, a: str, b: str, keys: list[str], s: Settings
+) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """`s.bootstrap_resamples` draws of the mean `b - a` over the matched configurations, resampling every layer of
+    noise the frame holds, and the names of those layers:
+
+    1. configurations (the pairs), with replacement. Each configuration's deviation from the draw's mean is scaled
+       by sqrt(n / (n - 1)), so this layer's variance is the unbiased s^2 / n (without test tomograms and seeds the
+       draws' sd is the paired t-test's standard error);
+    2. seeds within a configuration where it has several (each level's seeds resampled on their own: seed r of
+       one model is no pair of seed r of another), in each slot the configuration fills;
+    3. test tomograms: draw k scores every run on the k-th row of the shared index matrix of `tomogram_draws`
+       (`seed_draws`), so all cells of a sample see the same resampled test set. Only when every matched run has
+       per-tomogram counts; otherwise each run's score is taken as it is.
+
+    With identical configurations and one seed each, the draws are the tomogram-only ones (`tomogram_interval`).
+    Seeded (`s.bootstrap_seed`), so the same on every run. (None, ()) without matched pairs."""
+    sub = df.assign(_row=np.arange(len(df))).dropna(subset=[value])
+    wide = matched_pairs(sub, "_row", factor, a, b, keys)
+    if len(wide) < 2:
+        return None, ()
+    rows = [[df.iloc[int(r)] for r in wide[level]] for level in (a, b)]
+    tomograms = (
+        value == "fbeta"
+        and "seed_draws" in df
+        and all(isinstance(r.get("seed_draws"), np.ndarray) for side in rows for r in side)
+    )
+    sides = [[_seed_rows(r, value, tomograms) for r in side] for side in rows]
+    n, resamples = len(wide), s.bootstrap_resamples
+    columns = np.arange(resamples) if tomograms else np.zeros(resamples, dtype=np.int64)
+    rng = np.random.default_rng(np.random.SeedSequence([s.bootstrap_seed, 1]))
+    picks = rng.integers(0, n, size=(resamples, n))
+    (mean_a, drawn_a), (mean_b, drawn_b) = (_resample_seeds(x, picks, columns, rng) for x in sides)
+    # every configuration's seed-mean difference at each draw's tomograms, and their mean over the configurations
+    per_config = np.stack([b_.mean(axis=0) - a_.mean(axis=0) for a_, b_ in zip(*sides, strict=True)])  # (n, T)
+    centre = per_config.mean(axis=0)[columns]
+    scale = math.sqrt(n / (n - 1))
+    picked = mean_b - mean_a  # (B, n): the picked configurations' seed means
+    seeds = (drawn_b - drawn_a) - picked  # the seed layer: resampled seeds minus all seeds of the configuration
+    draws = centre + (scale * (picked - centre[:, None]) + seeds).mean(axis=1)
+    several = any(len(x) > 1 for side in sides for x in side)
+    layers = (CONFIGURATIONS,) + ((SEEDS,) if several else ()) + ((TOMOGRAMS,) if tomograms else ())
+    return draws, layers
+
+
 def paired(df: pd.DataFrame, value: str, factor: str, a: str, b: str, keys: list[str], s: Settings, within=None):
     """All statistics of `b - a` over the matched configurations, or a `reason` why they cannot be computed."""
     wide = matched_pairs(df, value, factor, a, b, keys)
@@ -219,8 +348,16 @@ def paired(df: pd.DataFrame, value: str, factor: str, a: str, b: str, keys: list
             rng=np.random.default_rng(s.bootstrap_seed),
         ).confidence_interval
     tomo_low, tomo_high = tomogram_interval(df, factor, a, b, keys, s) if value == "fbeta" else (NAN, NAN)
+    draws, layers = hierarchical_draws(df, value, factor, a, b, keys, s)
+    if not draws.std() > 0:
+        return dataclasses.replace(base, reason="the hierarchical bootstrap's draws do not spread")
+    hier_low, hier_high = percentile_interval(draws, s)
     return dataclasses.replace(
         base,
+        layers=layers,
+        hier_se=float(draws.std(ddof=1)),
+        hier_low=hier_low,
+        hier_high=hier_high,
         ci_low=float(ci.low),
         ci_high=float(ci.high),
         t=float(t.statistic),
@@ -236,24 +373,34 @@ def paired(df: pd.DataFrame, value: str, factor: str, a: str, b: str, keys: list
 
 
 def adjust(family: list[Paired], s: Settings, higher: str, lower: str, equivalence: bool = True) -> list[Paired]:
-    """Bonferroni-adjust one family (p-value, simultaneous interval, TOST, detectable difference, all at level
-    alpha/m) and set each comparison's verdict; the Holm-adjusted p is kept beside it for reference."""
+    """Bonferroni-adjust one family and set each comparison's verdict. Everything the verdict reads is at the
+    family's per-comparison level alpha/m and on the hierarchical standard error (n - 1 degrees of freedom): the
+    simultaneous interval, its p-value, the TOST (the intersection-union test: both one-sided tests at alpha/m), the
+    narrowest certifiable margin and the detectable difference. The configurations-only t interval (Bonferroni) and
+    the Holm-adjusted t-test p are kept beside them for reference."""
     m = max(1, sum(c.computed for c in family))
     level = s.alpha / m
     out = []
     for c, p_holm in zip(family, holm([c.p_t for c in family]), strict=True):
         if c.computed:
-            low, high = t_interval(c.mean_diff, c.sd, c.n, 1 - level)
-            tost = min(1.0, 2 * m * tost_paired(c.mean_diff, c.sd, c.n, s.equivalence_margin))
+            se, df = c.hier_se, c.n - 1
+            half = float(stats.t.ppf(1 - level / 2, df)) * se
+            p_hier = float(2 * stats.t.sf(abs(c.mean_diff) / se, df)) if se > 0 else NAN
+            cfg_low, cfg_high = t_interval(c.mean_diff, c.sd, c.n, 1 - level)
             c = dataclasses.replace(
                 c,
                 m=m,
-                adj_low=low,
-                adj_high=high,
+                adj_low=c.mean_diff - half,
+                adj_high=c.mean_diff + half,
+                p_adj=min(1.0, m * p_hier),
+                cfg_low=cfg_low,
+                cfg_high=cfg_high,
+                p_cfg=min(1.0, m * c.p_t),
                 p_holm=p_holm,
-                p_adj=min(1.0, m * c.p_t),
-                p_tost=tost if equivalence else NAN,
-                mdd=detectable_difference(c.sd, c.n, level, s.power),
+                p_tost=min(1.0, m * tost(c.mean_diff, se, df, s.equivalence_margin)) if equivalence else NAN,
+                margin_min=certifiable_margin(c.mean_diff, se, df, level) if equivalence else NAN,
+                margin_floor=certifiable_margin(0.0, se, df, level) if equivalence else NAN,
+                mdd=detectable_difference(se * math.sqrt(c.n), c.n, level, s.power),
             )
         else:
             c = dataclasses.replace(c, m=m)
@@ -261,18 +408,85 @@ def adjust(family: list[Paired], s: Settings, higher: str, lower: str, equivalen
     return out
 
 
-def against_paper(ours: list[Paired], paper: list[Paired]) -> list[Paired]:
-    """Each of our comparisons beside the same comparison on the paper's tables: "consistent" when our adjusted
-    interval contains the paper's mean difference, "contradicts" when it excludes it."""
-    theirs = {(c.factor, c.a, c.b, c.within): c.mean_diff for c in paper}
+def versus(ours: Paired, paper: Paired, s: Settings) -> tuple[float, float, float]:
+    """(ours - paper, low, high): the difference of the two experiments' estimates with both uncertainties, each a
+    mean with its standard error (`hier_se`) on n - 1 degrees of freedom: a Welch interval, mean difference +-
+    t(1 - alpha/(2m), Welch-Satterthwaite df) x sqrt(se_ours^2 + se_paper^2) at our family's level (m = ours.m)."""
+    gap = ours.mean_diff - paper.mean_diff
+    va, vb = ours.hier_se**2, paper.hier_se**2
+    df = (va + vb) ** 2 / (va**2 / (ours.n - 1) + vb**2 / (paper.n - 1))
+    half = float(stats.t.ppf(1 - s.alpha / ours.m / 2, df)) * math.sqrt(va + vb)
+    return gap, gap - half, gap + half
+
+
+def against_paper(ours: list[Paired], paper: list[Paired], s: Settings | None = None) -> list[Paired]:
+    """Each of our comparisons beside the same comparison on the paper's tables (its estimate and its own verdict
+    interval): "consistent with" the paper when the interval of ours - paper (`versus`) contains 0, "differs from"
+    it when it excludes 0, None when either side cannot be computed."""
+    s = s or Settings()
+    theirs = {(c.factor, c.a, c.b, c.within): c for c in paper}
     out = []
     for c in ours:
-        estimate = theirs.get((c.factor, c.a, c.b, c.within), NAN)
-        word = None
-        if c.computed and not math.isnan(estimate):
-            word = "consistent" if c.adj_low <= estimate <= c.adj_high else "contradicts"
-        out.append(dataclasses.replace(c, paper_diff=estimate, vs_paper=word))
+        other = theirs.get((c.factor, c.a, c.b, c.within))
+        if other is None:
+            out.append(c)
+            continue
+        c = dataclasses.replace(c, paper_diff=other.mean_diff, paper_low=other.adj_low, paper_high=other.adj_high)
+        if c.computed and other.computed and c.hier_se > 0 and other.hier_se > 0:
+            gap, low, high = versus(c, other, s)
+            word = CONSISTENT if low <= 0 <= high else DIFFERS
+            c = dataclasses.replace(c, gap=gap, gap_low=low, gap_high=high, vs_paper=word)
+        out.append(c)
     return out
+
+
+def _side(low: float, high: float) -> str:
+    return "above 0" if low > 0 else "below 0" if high < 0 else "contains 0"
+
+
+def against_mixed(ours: list[Paired], mixed: MixedModel, baseline: str) -> list[Paired]:
+    """Each model effect beside the mixed model's estimate of it: "agree" when the two intervals (both at the
+    family's Bonferroni level) say the same about 0 (both above, both below, or both containing it)."""
+    effects = {e.model: e for e in mixed.effects}
+    out = []
+    for c in ours:
+        e = effects.get(c.b) if c.factor == "model" and c.a == baseline and c.within is None else None
+        if e is None or not c.computed:
+            out.append(c)
+            continue
+        same = _side(e.adj_low, e.adj_high) == _side(c.adj_low, c.adj_high)
+        word = "agree" if same else "disagree"
+        out.append(
+            dataclasses.replace(c, mixed_diff=e.estimate, mixed_low=e.adj_low, mixed_high=e.adj_high, vs_mixed=word)
+        )
+    return out
+
+
+def class_shares(
+    df: pd.DataFrame, c: Paired, keys: list[str], class_columns: list[str], scoring: Scoring
+) -> tuple[ClassShare, ...]:
+    """Which classes carry an F-beta difference `c`: over the configurations it pairs, each class's mean difference
+    of its own F-beta, weighted as the scorer weights it (weight / total weight), and its percent of the sum of those
+    parts (so the shares add up to 100; a negative share is a class that moved the other way). Classes of weight 0
+    carry nothing and are left out; () when the frame has no per-class scores."""
+    scored = df.dropna(subset=["fbeta"])
+    parts = []
+    for column in class_columns:
+        name = column.split("/", 1)[-1]
+        weight = float(scoring.weights.get(name, 0.0))
+        if not weight or column not in scored:
+            continue
+        wide = matched_pairs(scored, column, c.factor, c.a, c.b, keys)
+        if len(wide) != c.n:  # a class score missing from some of the comparison's pairs
+            return ()
+        diff = float((wide[c.b] - wide[c.a]).mean())
+        parts.append((name, weight, diff, weight / scoring.total_weight * diff))
+    total = sum(p[3] for p in parts)
+    if not parts or total == 0:
+        return ()
+    shares = [ClassShare(n, w, d, x, 100.0 * x / total) for n, w, d, x in parts]
+    # the largest part first; shares equal but for rounding in the name's order
+    return tuple(sorted(shares, key=lambda x: (-round(abs(x.share), 9), x.name)))
 
 
 def attention_vs_baseline(df: pd.DataFrame, study: Study, s: Settings, value: str = "fbeta") -> list[Paired]:
@@ -440,7 +654,9 @@ def percentile_interval(draws, s: Settings) -> tuple[float, float]:
 
 def configurations(runs: pd.DataFrame, draws: list | None = None) -> pd.DataFrame:
     """One row per configuration (model x channels x patch x sample): its seeds averaged, value by value and draw
-    by draw, with `seeds` (how many) and `draws` (None when any seed has no per-tomogram counts)."""
+    by draw, with `seeds` (how many; they may differ between configurations) and `draws` (None when any seed has no
+    per-tomogram counts). Each seed's own values stay beside the mean for the hierarchical bootstrap: `seed_values`
+    ({column: one value per seed}) and `seed_draws` (seed x draw, None as `draws`)."""
     frame = runs.copy()
     frame["draws"] = draws if draws is not None else [None] * len(frame)
     if "seed" not in frame:
@@ -456,8 +672,11 @@ def configurations(runs: pd.DataFrame, draws: list | None = None) -> pd.DataFram
                 row[c] = group[c].iloc[0]
         row["seeds"] = len(group)
         row["seed_list"] = sorted(int(v) for v in group["seed"])
+        row["seed_values"] = {c: group[c].to_numpy(dtype=np.float64) for c in numeric}
         stacked = list(group["draws"])
-        row["draws"] = np.mean(stacked, axis=0) if all(isinstance(d, np.ndarray) for d in stacked) else None
+        complete = all(isinstance(d, np.ndarray) for d in stacked)
+        row["draws"] = np.mean(stacked, axis=0) if complete else None
+        row["seed_draws"] = np.stack(stacked) if complete else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -469,9 +688,11 @@ def configurations(runs: pd.DataFrame, draws: list | None = None) -> pd.DataFram
 class Effect:
     model: str
     estimate: float
-    low: float
+    low: float  # interval at the confidence level (unadjusted)
     high: float
     p: float
+    adj_low: float = NAN  # simultaneous interval over the model effects (Bonferroni, level 1 - alpha/m)
+    adj_high: float = NAN
 
 
 @dataclass(frozen=True)
@@ -541,7 +762,7 @@ def mixed_model(runs: pd.DataFrame, study: Study, s: Settings) -> MixedModel:
                 "poorly determined"
             )
         note = "; ".join(notes) or None
-        return MixedModel("mixedlm (REML)", formula, random, _effects(fit, study, level), len(data), note)
+        return MixedModel("mixedlm (REML)", formula, random, _effects(fit, study, level, s.alpha), len(data), note)
     fixed_terms = [t for t, k in (("sample", samples), ("seed", seeds)) if k > 1]
     extra = "".join(f" + C({t})" for t in fixed_terms)
     note = f"{why}; fitted by OLS" + (f" with {' and '.join(fixed_terms)} as fixed effects" if fixed_terms else "")
@@ -550,16 +771,19 @@ def mixed_model(runs: pd.DataFrame, study: Study, s: Settings) -> MixedModel:
         formula = formula.replace(" * ", " + ")
         fit = smf.ols(formula + extra, data).fit()
         note += ", without interactions (too few runs to estimate them and a residual variance)"
-    effects = _effects(fit, study, level)
+    effects = _effects(fit, study, level, s.alpha)
     return MixedModel("OLS (fallback)", formula + extra, "none (fixed instead)", effects, len(data), note)
 
 
-def _effects(fit, study: Study, level: float) -> list[Effect]:
-    intervals = fit.conf_int(level)
+def _effects(fit, study: Study, level: float, alpha: float) -> list[Effect]:
+    """The model coefficients with their intervals at `level` (its alpha) and simultaneous at alpha/m over the m
+    variants the fit has."""
+    names = {m: f"C(model, Treatment('{study.baseline}'))[T.{m}]" for m in study.variants}
+    names = {m: n for m, n in names.items() if n in fit.params.index}
+    intervals, simultaneous = fit.conf_int(level), fit.conf_int(alpha / max(1, len(names)))
     out = []
-    for model in study.variants:
-        name = f"C(model, Treatment('{study.baseline}'))[T.{model}]"
-        if name in fit.params.index:
-            low, high = intervals.loc[name]
-            out.append(Effect(model, float(fit.params[name]), float(low), float(high), float(fit.pvalues[name])))
+    for model, name in names.items():
+        (low, high), (adj_low, adj_high) = intervals.loc[name], simultaneous.loc[name]
+        estimate, p = float(fit.params[name]), float(fit.pvalues[name])
+        out.append(Effect(model, estimate, float(low), float(high), p, float(adj_low), float(adj_high)))
     return out
