@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from src.errors import UserError
+from src.repro import ISAS
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -377,8 +378,8 @@ def _consistency_problems(p: Params) -> list[str]:
             f"predict.min_blob_fraction = {p.predict.min_blob_fraction} (must be <= predict.max_blob_fraction "
             f"= {p.predict.max_blob_fraction})"
         )
-    if p.repro.cpu_isa not in ("avx2", "native"):
-        problems.append(f"repro.cpu_isa = {p.repro.cpu_isa} (must be avx2 or native)")
+    if p.repro.cpu_isa not in ISAS:
+        problems.append(f"repro.cpu_isa = {p.repro.cpu_isa} (must be one of {', '.join(ISAS)})")
     r = p.train.replicates
     if len(set(r.seeds)) != len(r.seeds) or set(r.seeds) & set(p.train.seeds):
         problems.append(f"train.replicates.seeds = {list(r.seeds)} (must be distinct and not in train.seeds)")

@@ -40,7 +40,6 @@ ISA_VARIABLES = {
     },
     "native": {},
 }
-LIBRARIES = ("numpy", "torch")  # read the switches when they load
 
 
 def environment(cpu_threads: int, cpu_isa: str) -> dict[str, str]:
