@@ -322,6 +322,10 @@ def predict(
         list[str] | None,
         typer.Option("--format", help="Also write star, tbl, napari or chimerax beside OUT (repeatable)."),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda or cuda:N (default: the first GPU if one is seen, else the CPU)."),
+    ] = None,
 ):
     """Pick particles in tomograms with a trained checkpoint and write the Kaggle submission CSV."""
     from src.atomic import check_output
@@ -334,9 +338,11 @@ def predict(
     _check_formats(formats or [])
     p = load_params()  # params and inputs before the heavy imports (torch): a bad one fails at once
     from src.data.copick_io import CopickProject, read_tomogram_file
+    from src.hardware import pick_device
     from src.names import check_name
 
     repro.pin_threads()  # the threads a cell's test inference ran with, so the same picks
+    chosen_device = pick_device(device)
     project = CopickProject(copick, p.classes.weights, p.data.picks_user) if copick else None
     names = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     if tomo_type is not None:
@@ -358,8 +364,9 @@ def predict(
         tomo_type=tomo_type,
         picks_to_copick=picks_to_copick,
         rescale=rescale,
+        device=chosen_device,
     )
-    typer.echo(f"wrote {out}: {len(points)} points")
+    typer.echo(f"wrote {out}: {len(points)} points (model on {chosen_device})")
     if formats:
         from src.exports import default_output, export_points, points_with_spacing
 
@@ -470,6 +477,10 @@ def train(
         bool,
         typer.Option("--force", help="Replace an existing models/<cell> folder even if this program did not make it."),
     ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda or cuda:N (default: the first GPU if one is seen, else the CPU)."),
+    ] = None,
 ):
     """Train one grid cell (DVC stage train@<configuration>-<seed>): fit, validate, tune thresholds, test, log."""
     p = load_params()
@@ -486,7 +497,7 @@ def train(
         chosen = study.cell(model, channels, patch, sample, seed)
     from src.training.train import train_cell  # torch: after the cheap checks
 
-    record = train_cell(chosen, p, resume=resume, force=force)
+    record = train_cell(chosen, p, resume=resume, force=force, device=device)
     typer.echo(
         f"{chosen.run_name}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "
         f"{record['train_minutes']:.1f} min; MLflow run {record['mlflow_run_id']}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from src import repro
+from src.errors import UserError
 
 # CPU features that change which floating-point kernels (and so which roundings) torch picks.
 MATH_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
@@ -22,6 +23,26 @@ def _cpuinfo() -> dict[str, str]:
         return {}
     first = text.split("\n\n", 1)[0]
     return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines()) if k.strip()}
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The device `--device` names (cpu, cuda, cuda:N); None: the first GPU where one is seen, else the CPU. A
+    UserError for a name torch does not know or a GPU this machine does not have."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device: give cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r} is not supported: give cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError(f"--device {name}: no CUDA GPU is visible here (torch {torch.__version__}); use cpu")
+        if (device.index or 0) >= count:
+            raise UserError(f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def use_deterministic_algorithms() -> None:

@@ -206,6 +206,8 @@ class TrainParams:
     epochs: int = ranged(AT_LEAST_1)
     steps_per_epoch: int = ranged(AT_LEAST_1)
     batch_size: int = ranged(AT_LEAST_1)
+    crops_per_volume: int = ranged(AT_LEAST_1)
+    prefetch: int = ranged(NON_NEGATIVE)
     lr: float = ranged(POSITIVE)
     tversky_alpha: float = ranged(PROBABILITY)
     tversky_beta: float = ranged(PROBABILITY)

@@ -331,10 +331,11 @@ def test_cli_predict_writes_submission_and_picks(checkpoint, tiny_project, tmp_p
     run = sorted(p.name for p in (project_dir / "static" / "ExperimentRuns").iterdir())[0]
     zarr_path = project_dir / "static" / "ExperimentRuns" / run / "VoxelSpacing10.000" / "denoised.zarr"
     result = runner.invoke(
-        app, ["predict", "--model", str(checkpoint), "--tomogram", str(zarr_path), "--out", str(out)]
+        app, ["predict", "--model", str(checkpoint), "--tomogram", str(zarr_path), "--out", str(out), "--device", "cpu"]
     )
     assert result.exit_code == 0, result.output
     assert set(pd.read_csv(out).experiment) == {run}  # the run a copick zarr belongs to, so the CSV can be scored
+    assert "(model on cpu)" in result.output
 
 
 def test_cli_thresholds_tunes_and_stores_them(checkpoint, tiny_project, tmp_path, monkeypatch):

@@ -71,9 +71,18 @@ def _runs(store: Path):
     return client, client.search_runs([experiment.experiment_id])
 
 
+def _paper_batch(ws: Path) -> None:
+    """The paper's kind of batch, small: one tomogram per step, several crops of it, prepared ahead in a thread."""
+    raw = yaml.safe_load((ws / "params.yaml").read_text())
+    raw["train"].update(batch_size=1, crops_per_volume=3, prefetch=2)
+    (ws / "params.yaml").write_text(yaml.safe_dump(raw))
+
+
 def test_killed_training_is_marked_failed_and_resume_matches_uninterrupted(workspace, tmp_path):
+    """At the paper's kind of batch (several crops of one tomogram per step, prepared ahead in a thread)."""
     ws = tmp_path / "ws"
     shutil.copytree(workspace, ws)
+    _paper_batch(ws)
     store = tmp_path / "mlruns"
     partial = ws / "models" / f".{CELL}.partial"
 
@@ -100,6 +109,7 @@ def test_killed_training_is_marked_failed_and_resume_matches_uninterrupted(works
 
     fresh = tmp_path / "fresh"
     shutil.copytree(workspace, fresh)
+    _paper_batch(fresh)
     straight = _train(fresh, tmp_path / "mlruns2")
     _, err = straight.communicate(timeout=300)
     assert straight.returncode == 0, err
@@ -245,9 +255,12 @@ def test_the_trained_model_is_logged_as_an_mlflow_pytorch_model_with_signature_a
     monkeypatch.chdir(ws)
     monkeypatch.setenv(tracking.ENV_STORE, str(tmp_path / "mlruns"))
     params = load_params(ws / "params.yaml")
-    record = train_cell(Study.from_params(params).parse("unet-c16-p64-s1"), params, progress=False)
+    record = train_cell(Study.from_params(params).parse("unet-c16-p64-s1"), params, progress=False, device="cpu")
 
     client, runs = _runs(tmp_path / "mlruns")
+    assert record["hardware"]["device"] == "cpu"  # --device is recorded with the run, in metrics and as tags
+    assert 0 < record["validation_minutes"] < record["train_minutes"] and record["peak_rss_mb"] > 100
+    assert runs[0].data.tags["device"] == "cpu" and runs[0].data.tags["hardware.device"] == "cpu"
     experiment = client.get_experiment_by_name("attention-unet-cryoet")
     assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.CLASSIC_VIEW
     logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")

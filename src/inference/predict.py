@@ -31,6 +31,7 @@ from src.data.copick_io import (
     write_picks_json,
 )
 from src.errors import UserError
+from src.hardware import pick_device
 from src.inference.checkpoint import NORMALIZATION, load_checkpoint
 from src.inference.plan import PostprocessPlan, plan_for
 from src.inference.points import PROB_SCALE, maps_to_points
@@ -59,7 +60,8 @@ class ClassMaps:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The first GPU where one is seen, else the CPU."""
+    return pick_device(None)
 
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
@@ -271,15 +273,17 @@ def run_predict(
     picks_to_copick: bool = False,
     progress: bool = True,
     rescale: bool = False,
+    device: torch.device | None = None,
 ) -> pd.DataFrame:
     """The `predict` command: points of copick runs or of one tomogram -> submission CSV (and copick picks). With
-    `rescale`, a tomogram at another pixel size than the model's is resampled; points stay in its own Angstrom."""
+    `rescale`, a tomogram at another pixel size than the model's is resampled; points stay in its own Angstrom.
+    `device`: where the model runs (default: `default_device()`)."""
     if (project is None) == (tomogram is None):
         raise UserError("give exactly one of --copick and --tomogram")
     if picks_to_copick and project is None:
         raise UserError("--picks-to-copick needs --copick (a single tomogram has no copick project)")
     check_output(out)  # before any work: a file, not over a folder
-    model, meta = load_checkpoint(checkpoint, default_device())
+    model, meta = load_checkpoint(checkpoint, device or default_device())
     names = None
     if project is not None:
         names = runs or project.run_names()

@@ -1,8 +1,9 @@
 """Train one grid cell, validate it with the competition metric through the real inference path, test it, log it.
 
-One epoch is `train.steps_per_epoch` random patches (batch size `train.batch_size`) drawn from the sample's training
-tomograms. Every random stream is re-seeded from (seed, epoch) at the start of each epoch, so a run resumed from the
-checkpoint written at the end of an epoch ends with the same weights as an uninterrupted one (on a CPU).
+One epoch is `train.steps_per_epoch` steps; a step loads `train.batch_size` tomograms drawn at random from the sample's
+training tomograms and trains on `train.crops_per_volume` augmented crops of each (src/training/batches.py). Every
+random stream is re-seeded from (seed, epoch) at the start of each epoch, so a run resumed from the checkpoint written
+at the end of an epoch ends with the same weights as an uninterrupted one (on a CPU).
 
 Files: while training, everything lives in `models/.<cell>.partial/` (`last.pt`: the resume state, `best.pt`: the
 best validated model). Only at the end is `models/<cell>/` (model.pt with tuned thresholds, history.json) renamed
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import sys
@@ -36,16 +38,20 @@ from src.data.masks import label_mask
 from src.data.prepare import MANIFEST_NAME, open_project
 from src.data.split import read_split
 from src.errors import UserError
-from src.hardware import hardware_record, use_deterministic_algorithms
+from src.hardware import hardware_record, pick_device, use_deterministic_algorithms
 from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_postprocess, weights_sha256
 from src.inference.plan import PostprocessPlan
-from src.inference.predict import default_device, predict_run_maps, predict_runs
+from src.inference.predict import predict_run_maps, predict_runs
 from src.inference.thresholds import tune_plan
 from src.metric import fbeta_score
 from src.models import build_model
 from src.params import Params
 from src.study import Cell, Study
+from src.training.batches import epoch_batches
 from src.training.transforms import augment, preprocess, volume_item
+
+# Params that change how fast a cell trains, never its numbers: a run may resume under other values.
+SPEED_ONLY = ("prefetch",)
 
 
 def data_fingerprint(params: Params) -> str:
@@ -124,14 +130,6 @@ def training_loss(t) -> TverskyLoss:
     return TverskyLoss(to_onehot_y=True, softmax=True, alpha=t.tversky_alpha, beta=t.tversky_beta)
 
 
-def draw_batch(transforms, volumes: list[dict], rng: np.random.Generator, batch_size: int, device: torch.device):
-    """(image, label) tensors of `batch_size` augmented patches, each from a tomogram drawn at random."""
-    batch = [transforms(volumes[int(rng.integers(len(volumes)))])[0] for _ in range(batch_size)]
-    image = torch.stack([b["image"].as_tensor() for b in batch]).to(device)
-    label = torch.stack([b["label"].as_tensor() for b in batch]).to(device)
-    return image, label
-
-
 def train_step(model, optimizer, loss_fn, image: torch.Tensor, label: torch.Tensor, use_amp: bool) -> float:
     """One optimiser step; the loss of the batch. `use_amp`: bf16 autocast, which needs no gradient scaling."""
     optimizer.zero_grad(set_to_none=True)
@@ -140,6 +138,14 @@ def train_step(model, optimizer, loss_fn, image: torch.Tensor, label: torch.Tens
     loss.backward()
     optimizer.step()
     return float(loss.detach())
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """This process's peak resident memory so far, and on a GPU the peak memory torch allocated there, in MB."""
+    peaks = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
+    if device.type == "cuda":
+        peaks["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peaks
 
 
 def _raise_on_sigterm(signum, frame):
@@ -285,14 +291,17 @@ def _fail_abandoned_run(last: Path) -> None:
         _notice(f"MLflow run {run_id} of the interrupted attempt was still RUNNING; marked FAILED")
 
 
-def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = False) -> CellSession:
+def setup_cell(
+    cell: Cell, params: Params, resume: bool = False, force: bool = False, device: str | None = None
+) -> CellSession:
     """Build the cell's model, optimiser and training data; with `resume`, continue from its last finished epoch.
 
     Outputs are checked first (`models/<cell>` replaced only if this program made it, unless `force`). `--resume`
     refuses a `last.pt` whose params or model config differ from now; without `resume` an old attempt is cleared and
-    its MLflow run marked FAILED."""
+    its MLflow run marked FAILED. `device`: cpu, cuda or cuda:N (default: the first GPU if one is seen, else the CPU).
+    """
     t = params.train
-    device = default_device()
+    device = pick_device(device)
     use_deterministic_algorithms()  # before the first CUDA call; recorded with the run (hardware_record)
     paths = CellPaths.of(cell, t)
     check_output(paths.final, folder=True, force=force)
@@ -318,7 +327,8 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = F
                 f"{list(shape)}: lower train.patch_scale or study.patches.{cell.patch}"
             )
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
-    fingerprint = cell_fingerprint(_flat_params(cell, params, patch), model.config)
+    flat = {k: v for k, v in _flat_params(cell, params, patch).items() if k not in SPEED_ONLY}
+    fingerprint = cell_fingerprint(flat, model.config)
     state = TrainState()
     last = paths.partial / "last.pt"
     if resume and last.exists():
@@ -350,7 +360,7 @@ def setup_cell(cell: Cell, params: Params, resume: bool = False, force: bool = F
         use_amp=t.amp and device.type == "cuda",
         volumes=volumes,
         voxel_spacing=voxel_spacing,
-        transforms=augment(patch, len(project.classes) + 1, t.augment),
+        transforms=augment(patch, len(project.classes) + 1, t.augment, t.crops_per_volume),
         state=state,
         force=force,
         fingerprint=fingerprint,
@@ -364,8 +374,10 @@ def fit_epoch(session: CellSession, epoch: int, bar: tqdm | None = None) -> dict
     rng = _seed_epoch(session.cell.seed, epoch, session.transforms)
     session.model.train()
     losses = []
-    for _ in range(t.steps_per_epoch):
-        image, label = draw_batch(session.transforms, session.volumes, rng, t.batch_size, session.device)
+    batches = epoch_batches(
+        session.transforms, session.volumes, rng, t.steps_per_epoch, t.batch_size, session.device, t.prefetch
+    )
+    for image, label in batches:
         losses.append(train_step(session.model, session.optimizer, session.loss_fn, image, label, session.use_amp))
         if bar is not None:
             bar.update(1)
@@ -423,7 +435,13 @@ def _score_runs(session: CellSession, checkpoint, runs: list[str]):
     """The competition score of a checkpoint on annotated runs, through the predict path users run."""
     params = session.params
     points = predict_runs(
-        checkpoint, session.project, runs, params.data.tomo_type, params.data.voxel_spacing, params, progress=False
+        load_checkpoint(checkpoint, session.device),
+        session.project,
+        runs,
+        params.data.tomo_type,
+        params.data.voxel_spacing,
+        params,
+        progress=False,
     )
     return fbeta_score(_solution(session.project, runs), points, session.classes)
 
@@ -495,10 +513,18 @@ def _say(progress: bool, text: str) -> None:
         tqdm.write(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr)
 
 
-def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool = True, force: bool = False) -> dict:
-    """Train, validate, tune thresholds, test and log one cell; returns the record written to metrics/<cell>.json."""
+def train_cell(
+    cell: Cell,
+    params: Params,
+    resume: bool = False,
+    progress: bool = True,
+    force: bool = False,
+    device: str | None = None,
+) -> dict:
+    """Train, validate, tune thresholds, test and log one cell on `device` (see `setup_cell`); returns the record
+    written to metrics/<cell>.json."""
     signal.signal(signal.SIGTERM, _raise_on_sigterm)  # a killed stage marks its MLflow run FAILED
-    session = setup_cell(cell, params, resume, force)
+    session = setup_cell(cell, params, resume, force, device)
     t, state = params.train, session.state
     flat = _flat_params(cell, params, session.patch)
     with tracking.cell_run(cell.run_name, _tags(session), flat, run_id=state.run_id) as run:
@@ -519,7 +545,9 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
             mlflow.log_metric("train_loss", record["train_loss"], step=epoch + 1)
             if (epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs:
                 _say(progress, f"{cell.name}: epoch {epoch + 1}/{t.epochs}, validating")
+                val_start = time.perf_counter()
                 val = validate(session, epoch)
+                record["val_seconds"] = time.perf_counter() - val_start
                 record["val_score"] = val.score
                 mlflow.log_metric("val_score", val.score, step=epoch + 1)
                 mlflow.log_metrics({f"val_fbeta/{k}": v.fbeta for k, v in val.classes.items()}, step=epoch + 1)
@@ -544,6 +572,9 @@ def train_cell(cell: Cell, params: Params, resume: bool = False, progress: bool 
             "inference_seconds_per_tomogram": inference_seconds,
             "val_best_score": state.best_score,
             "best_epoch": state.best_epoch,
+            # validation's share of the time above (inference on the validation runs and tuning), and the memory peaks
+            "validation_minutes": sum(h.get("val_seconds", 0.0) for h in state.history) / 60,
+            **peak_memory(session.device),
         }
         tracking.log_test_result(test.score, {k: v.fbeta for k, v in test.classes.items()}, durations)
         record = publish(session, run.info.run_id, test, thresholds, durations)

@@ -60,9 +60,10 @@ def preprocess(num_classes: int) -> Compose:
     )
 
 
-def augment(patch_size: tuple[int, int, int], num_classes: int, aug) -> Compose:
-    """Random patch and augmentations; `aug` is params.train.augment. Rotations by 90 degrees stay in the y-x plane,
-    because patches are not cubic (32 deep, 64-128 wide) and z carries the missing wedge."""
+def augment(patch_size: tuple[int, int, int], num_classes: int, aug, crops: int = 1) -> Compose:
+    """`crops` random patches of a tomogram and their augmentations; `aug` is params.train.augment. Rotations by 90
+    degrees stay in the y-x plane, because patches are not cubic (32 deep, 64-128 wide) and z carries the missing
+    wedge."""
     return Compose(
         [
             RandCropByLabelClassesd(
@@ -72,7 +73,7 @@ def augment(patch_size: tuple[int, int, int], num_classes: int, aug) -> Compose:
                 spatial_size=patch_size,
                 num_classes=num_classes,
                 ratios=[aug.background_ratio] + [1.0] * (num_classes - 1),
-                num_samples=1,
+                num_samples=crops,
                 warn=False,
             ),
             # The crop is a view of the cached tomogram; the in-place intensity transforms below would otherwise

@@ -135,6 +135,8 @@ RANGES = [  # (key, bad value, command)
     ("predict.threshold_grid", [0.9, 0.1, 0.05], "thresholds"),
     ("predict.threshold_grid", [0.1, 0.9, 0.0], "train"),
     ("train.batch_size", 0, "train"),
+    ("train.crops_per_volume", 0, "train"),
+    ("train.prefetch", -1, "train"),
     ("train.val_every", 0, "train"),
     ("train.epochs", 0, "train"),
     ("train.steps_per_epoch", 0, "train"),
