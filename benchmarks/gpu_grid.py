@@ -95,21 +95,16 @@ def _sync(device) -> None:
 def plain_loop(cell, params, data, device, steps, warmup, workers) -> dict:
     """Steps per second of the CZII MONAI notebooks' loop (see the module doc, (a) plain)."""
     from monai.data import CacheDataset, DataLoader, Dataset
-    from monai.transforms import Compose, EnsureChannelFirstd, NormalizeIntensityd, Orientationd
+    from monai.transforms import ClassesToIndicesd, Compose
 
     from src.training.train import train_step, training_loss
-    from src.training.transforms import KEYS, augment, volume_item
+    from src.training.transforms import augment, preprocess, volume_item
 
     model, patch = build(cell, params, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.train.lr)
     loss_fn = training_loss(params.train)
-    pre = Compose(
-        [
-            EnsureChannelFirstd(keys=KEYS, channel_dim="no_channel"),
-            NormalizeIntensityd(keys="image"),
-            Orientationd(keys=KEYS, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-        ]
-    )
+    # the stage's preprocessing, less its one-off class index: the plain crop scans the label map at every step
+    pre = Compose([t for t in preprocess(7).transforms if not isinstance(t, ClassesToIndicesd)])
     items = [volume_item(img, mask, SPACING) for img, mask, _ in data]  # what LoadImaged gives: MetaTensors
     cached = CacheDataset(items, transform=pre, progress=False)
     random = augment(patch, 7, params.train.augment, crops=PAPER["crops_per_volume"])  # no indices: scans
