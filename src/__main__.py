@@ -481,6 +481,14 @@ def train(
         str | None,
         typer.Option(help="cpu, cuda or cuda:N (default: the first GPU if one is seen, else the CPU)."),
     ] = None,
+    rerun: Annotated[
+        bool,
+        typer.Option(
+            "--rerun",
+            help="Train it as the rerun block does (DVC stage rerun@...): with train.reruns.threads threads, into "
+            "<models_dir>/reruns and <metrics_dir>/reruns.",
+        ),
+    ] = False,
 ):
     """Train one grid cell (DVC stage train@<configuration>-<seed>): fit, validate, tune thresholds, test, log."""
     p = load_params()
@@ -495,6 +503,9 @@ def train(
         raise UserError("give --cell NAME, or all of --model, --channels, --patch and --sample")
     else:
         chosen = study.cell(model, channels, patch, sample, seed)
+    if rerun:
+        chosen = study.rerun_of(chosen)
+        repro.use_threads(chosen.rerun_threads)  # before torch computes anything
     from src.training.train import train_cell  # torch: after the cheap checks
 
     record = train_cell(chosen, p, resume=resume, force=force, device=device)

@@ -198,6 +198,18 @@ class ReplicateParams:
 
 
 @dataclass(frozen=True)
+class RerunParams:
+    """The rerun block: runs of the study (every model at these channel, patch and sample keys, these seeds) trained
+    again with another thread count: the same data, seeds and draws, other rounding."""
+
+    threads: int = ranged(AT_LEAST_1)
+    seeds: list[int] = ranged(NON_NEGATIVE)  # may be empty: no reruns
+    channels: tuple[str, ...]
+    patches: tuple[str, ...]
+    samples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TrainParams:
     patch_scale: tuple[float, float, float] = ranged(POSITIVE)
     models_dir: str
@@ -214,6 +226,7 @@ class TrainParams:
     val_every: int = ranged(AT_LEAST_1)
     seeds: tuple[int, ...] = ranged(NON_NEGATIVE)
     replicates: ReplicateParams
+    reruns: RerunParams
     amp: bool
     augment: AugmentParams
 
@@ -392,6 +405,7 @@ def _consistency_problems(p: Params) -> list[str]:
     ):
         if r.seeds and [k for k in keys if k not in allowed]:
             problems.append(f"train.replicates.{kind} = {list(keys)} (must be keys of study.{kind})")
+    problems += _rerun_problems(p)
     if len(set(p.train.seeds)) != len(p.train.seeds):
         problems.append(f"train.seeds = {list(p.train.seeds)} (must be distinct: each names a replicate)")
     if p.train.tversky_alpha + p.train.tversky_beta <= 0:
@@ -414,6 +428,37 @@ def _consistency_problems(p: Params) -> list[str]:
                 problems.append(
                     f"study.patches.{key} x train.patch_scale = {patch} (must fit in synth.shape = {list(s.shape)})"
                 )
+    return problems
+
+
+def _rerun_problems(p: Params) -> list[str]:
+    """The rerun block recomputes runs the study has, with a thread count other than theirs."""
+    r, block = p.train.reruns, p.train.replicates
+    if not r.seeds:
+        return []
+    problems = []
+    if len(set(r.seeds)) != len(r.seeds):
+        problems.append(f"train.reruns.seeds = {list(r.seeds)} (must be distinct)")
+    if r.threads == p.repro.cpu_threads:
+        problems.append(
+            f"train.reruns.threads = {r.threads} (must differ from repro.cpu_threads: the same threads give the same "
+            "bits, so the pairs would measure nothing)"
+        )
+    for kind, keys, allowed in (
+        ("channels", r.channels, p.study.channels),
+        ("patches", r.patches, p.study.patches),
+        ("samples", r.samples, p.study.samples),
+    ):
+        if not keys or [k for k in keys if k not in allowed]:
+            problems.append(f"train.reruns.{kind} = {list(keys)} (must be keys of study.{kind})")
+    replicated = set(r.channels) <= set(block.channels) and set(r.patches) <= set(block.patches)
+    replicated = replicated and set(r.samples) <= set(block.samples)
+    trained = set(p.train.seeds) | (set(block.seeds) if replicated else set())
+    if set(r.seeds) - trained:
+        problems.append(
+            f"train.reruns.seeds = {list(r.seeds)} (must be seeds the study trains at those keys: train.seeds, and "
+            "train.replicates.seeds where the block holds them)"
+        )
     return problems
 
 

@@ -78,6 +78,17 @@ def apply(path: str | Path = "params.yaml") -> dict[str, str]:
     return env
 
 
+def use_threads(threads: int) -> None:
+    """Compute with `threads` threads instead of the params' count, keeping the instruction set (the rerun block);
+    recorded like the params' settings. Before torch loads, or at least before its first computation."""
+    asked = os.environ.get("CRYOET_REPRO", "")
+    isa = asked.partition(",")[2] or "native"
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    os.environ["CRYOET_REPRO"] = f"{threads},{isa}"
+    if "torch" in sys.modules:
+        pin_threads()
+
+
 def pin_threads() -> None:
     """torch's intra-op threads to the asked count: torch caps OMP_NUM_THREADS at the core count when it loads, so a
     1-core machine would otherwise compute with 1 thread where the settings say 2 (and give other numbers)."""

@@ -8,6 +8,7 @@ for a new kind of attention, a block registered in `src/models/attention.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ from src.errors import UserError
 from src.params import ModelParams, Params, StudyParams
 
 KEY = re.compile(r"^[a-z0-9_]+$")  # keys join into cell names with '-', so they hold none
+RERUNS = "reruns"  # the rerun block's subfolder of the models and metrics folders: not part of the study's grid
 
 
 def size_label(sizes: Sequence[int], sep: str = "x") -> str:
@@ -35,6 +37,7 @@ class Cell:
     sample: str  # e.g. "s1"
     seed: int = 0
     replicate: bool = field(default=False, compare=False)  # a seed of train.replicates, not of train.seeds
+    rerun_threads: int = 0  # > 0: this run recomputed with that many threads (the rerun block, train.reruns)
 
     @property
     def name(self) -> str:
@@ -49,8 +52,14 @@ class Cell:
     @property
     def stage(self) -> str:
         """Its DVC stage: dvc.yaml's matrix names it by the seed's value (train@unet_se-c16-p128-s1-0); a seed of the
-        replicate block is a stage of its own matrix (replicate@unet_se-c16-p64-s1-1)."""
-        return f"{'replicate' if self.replicate else 'train'}@{self.name}-{self.seed}"
+        replicate block is a stage of its own matrix (replicate@unet_se-c16-p64-s1-1), and so is the rerun block."""
+        matrix = "rerun" if self.rerun_threads else "replicate" if self.replicate else "train"
+        return f"{matrix}@{self.name}-{self.seed}"
+
+    @property
+    def mlflow_name(self) -> str:
+        """Its MLflow run's name: the run name, and for the rerun block its thread count (unet-c16-p64-s1-r0-t1)."""
+        return f"{self.run_name}-t{self.rerun_threads}" if self.rerun_threads else self.run_name
 
     @property
     def sample_number(self) -> str:
@@ -73,6 +82,17 @@ class Replicates:
 
 
 @dataclass(frozen=True)
+class Reruns:
+    """train.reruns: these seeds of every model at these channel, patch and sample keys, again with `threads`."""
+
+    threads: int
+    seeds: tuple[int, ...]
+    channels: tuple[str, ...]
+    patches: tuple[str, ...]
+    samples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Study:
     baseline: str
     models: Mapping[str, ModelParams]
@@ -81,6 +101,7 @@ class Study:
     samples: tuple[str, ...]
     seeds: tuple[int, ...] = (0,)  # train.seeds: every configuration trains once per seed
     replicates: Replicates | None = None  # train.replicates: more seeds of a block of configurations
+    reruns: Reruns | None = None  # train.reruns: runs of the study again with another thread count
 
     def __post_init__(self):
         for kind, keys in self.axes().items():
@@ -103,7 +124,11 @@ class Study:
         seeds = tuple(params.train.seeds) if isinstance(params, Params) else (0,)
         block = params.train.replicates if isinstance(params, Params) else None
         replicates = Replicates(*(tuple(v) for v in astuple(block))) if block and block.seeds else None
-        return cls(s.baseline, dict(s.models), dict(s.channels), dict(s.patches), tuple(s.samples), seeds, replicates)
+        again = params.train.reruns if isinstance(params, Params) else None
+        reruns = Reruns(again.threads, *(tuple(v) for v in astuple(again)[1:])) if again and again.seeds else None
+        return cls(
+            s.baseline, dict(s.models), dict(s.channels), dict(s.patches), tuple(s.samples), seeds, replicates, reruns
+        )
 
     def axes(self) -> dict[str, tuple[str, ...]]:
         """The grid's four axes, in cell-name order."""
@@ -171,6 +196,25 @@ class Study:
             for cell in [Cell(m, c, p, s, r) for r in self.seeds]
             + ([Cell(m, c, p, s, r, replicate=True) for r in extra.seeds] if extra and extra.holds(c, p, s) else [])
         ]
+
+    def rerun_cells(self) -> list[Cell]:
+        """The rerun block: each a cell of `cells()` with the block's thread count, in the same order."""
+        r = self.reruns
+        if r is None:
+            return []
+        return [
+            dataclasses.replace(c, rerun_threads=r.threads)
+            for c in self.cells()
+            if c.channels in r.channels and c.patch in r.patches and c.sample in r.samples and c.seed in r.seeds
+        ]
+
+    def rerun_of(self, cell: Cell) -> Cell:
+        """`cell` as the rerun block trains it; a cell outside the block is an error."""
+        found = [c for c in self.rerun_cells() if c == dataclasses.replace(cell, rerun_threads=c.rerun_threads)]
+        if not found:
+            held = ", ".join(c.run_name for c in self.rerun_cells()) or "none (train.reruns.seeds is empty)"
+            raise UserError(f"{cell.run_name} is not in the rerun block (train.reruns): it holds {held}")
+        return found[0]
 
     def configurations(self) -> list[Cell]:
         """Every configuration of the grid once (its first seed's cell), in the paper's table order: what the report

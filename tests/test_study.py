@@ -48,6 +48,45 @@ def test_the_replicate_block_adds_seeds_to_its_configurations_only(study, params
     assert dvc["replicate"]["cmd"] == dvc["train"]["cmd"] and dvc["replicate"]["deps"] == dvc["train"]["deps"]
 
 
+def test_the_rerun_block_trains_runs_of_the_study_again_with_other_threads(study, params):
+    block = params.train.reruns
+    again = study.rerun_cells()
+    assert len(again) == len(study.models) * len(block.channels) * len(block.patches) * len(block.samples) * len(
+        block.seeds
+    )
+    grid = study.cells()
+    for cell in again:
+        assert cell.rerun_threads == block.threads != params.repro.cpu_threads
+        assert dataclasses.replace(cell, rerun_threads=0) in grid and cell not in grid
+        assert cell.stage.startswith("rerun@") and cell.mlflow_name == f"{cell.run_name}-t{block.threads}"
+        assert study.rerun_of(study.parse(cell.run_name)) == cell
+    outside = next(c for c in grid if c.channels not in block.channels)
+    with pytest.raises(UserError, match="not in the rerun block"):
+        study.rerun_of(outside)
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert dvc["rerun"]["cmd"] == dvc["train"]["cmd"].replace(" train ", " train --rerun ", 1)
+    assert dvc["rerun"]["deps"] == dvc["train"]["deps"] and set(dvc["train"]["params"]) < set(dvc["rerun"]["params"])
+
+
+@pytest.mark.parametrize(
+    ("reruns", "message"),
+    [
+        ({"threads": 2}, "must differ from repro.cpu_threads"),
+        ({"seeds": [0, 7]}, "must be seeds the study trains at those keys"),
+        ({"channels": ["c16", "c32"]}, "must be seeds the study trains"),  # seeds 1, 2 exist at c16-p64 only
+        ({"patches": ["p999"]}, "train.reruns.patches"),
+        ({"seeds": [0, 0]}, "must be distinct"),
+    ],
+)
+def test_a_rerun_block_of_runs_the_study_lacks_is_refused(reruns, message):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train"]["reruns"] |= reruns
+    with pytest.raises(UserError, match=message):
+        parse_params(raw)
+    raw["train"]["reruns"]["seeds"] = []  # no block: nothing to check
+    parse_params(raw | {"repro": raw["repro"] | {"cpu_threads": raw["train"]["reruns"]["threads"]}})
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [

@@ -128,12 +128,27 @@ def test_tiny_grid_through_dvc_repro_into_a_fresh_store(tmp_path):
     cells = ["unet-c16-p64-s1-r0", "unet_ag-c16-p64-s1-r0"]
     stages = {c: f"train@{c.removesuffix('-r0')}-0" for c in cells}  # dvc.yaml's matrix names the seed by value
     env = {**os.environ, "CRYOET_MLRUNS": str(store)}
-    result = subprocess.run(["dvc", "repro", *stages.values()], cwd=repo, env=env, capture_output=True, text=True)
+    rerun = "rerun@unet-c16-p64-s1-0"  # the rerun block's run of the first cell: 1 thread instead of 2
+    result = subprocess.run(
+        ["dvc", "repro", *stages.values(), rerun], cwd=repo, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     client, runs = _runs(store)
     by_name = {r.info.run_name: r for r in runs}
-    assert sorted(by_name) == sorted(cells)
+    assert sorted(by_name) == sorted([*cells, f"{cells[0]}-t1"])
+    again = json.loads((repo / "metrics" / "reruns" / f"{cells[0]}.json").read_text())
+    grid = json.loads((repo / "metrics" / f"{cells[0]}.json").read_text())
+    assert again["rerun_threads"] == 1 and "rerun_threads" not in grid
+    assert (again["hardware"]["torch_threads"], grid["hardware"]["torch_threads"]) == (1, 2)
+    assert again["hardware"]["repro"]["exact"] and again["hardware"]["repro"]["cpu_threads"] == 1
+    assert (
+        by_name[f"{cells[0]}-t1"].data.tags["dvc_stage"] == rerun
+        and by_name[f"{cells[0]}-t1"].data.tags["rerun_threads"] == "1"
+    )
+    assert (repo / "models" / "reruns" / cells[0] / "model.pt").exists()
+    assert (repo / "metrics" / "reruns" / "mlflow" / f"{cells[0]}.json").exists()
+    assert again["weights_sha256"] != grid["weights_sha256"]  # other rounding, other weights
     for cell in cells:
         record = json.loads((repo / "metrics" / f"{cell}.json").read_text())
         run = by_name[cell]

@@ -42,10 +42,10 @@ from scipy import stats as sps
 from src.errors import UserError
 from src.report import stats
 from src.report.build import analysis, with_intervals
-from src.report.noise import TrainingNoise, quantile, seed_noise
+from src.report.noise import TrainingNoise, quantile, rerun_noise, seed_noise
 from src.report.render import fmt_num, fmt_p, fmt_signed
 from src.report.runs import frame_from_metrics, load_published, read_metrics_files, record_cell
-from src.study import Study
+from src.study import RERUNS, Study
 
 # What a cell's training and evaluation produced. Durations, hardware, MLflow ids and paths are left out: they differ
 # between two runs of the same computation.
@@ -106,15 +106,28 @@ class ExactCheck:
 
 
 def _keyed(records: list[dict], study: Study) -> dict[str, dict]:
-    """The metrics records by run name (configuration and seed, also for files written before seeds were named)."""
+    """The metrics records by run name (configuration and seed, also for files written before seeds were named); the
+    rerun block's as reruns/<run name>."""
     out = {}
     for record in records:
         cell, seed = record_cell(record, study)
-        name = f"{cell.name}-r{seed}"
+        name = f"{record.get(BLOCK, '')}{cell.name}-r{seed}"
         if name in out:
             raise UserError(f"more than one metrics file for cell {name}")
         out[name] = record
     return out
+
+
+BLOCK = "_block"  # set on a rerun-block record by `study_records`: its name's prefix
+
+
+def study_records(folder: str | Path) -> list[dict]:
+    """A study's metrics records: its cells', and its rerun block's (<folder>/reruns) if it has one."""
+    records = read_metrics_files(folder)
+    block = Path(folder) / RERUNS
+    if any(block.glob("*.json")):
+        records += [r | {BLOCK: f"{RERUNS}/"} for r in read_metrics_files(block)]
+    return records
 
 
 def _same(a, b) -> bool:
@@ -296,14 +309,25 @@ def tost_p(estimate: float, se: float, margin: float, df: float) -> float:
     return float(max(dist.sf((estimate + margin) / se), dist.cdf((estimate - margin) / se)))
 
 
-def training_noise(runs: pd.DataFrame, given: TrainingNoise | None, level: float) -> tuple[TrainingNoise, str]:
-    """Sigma from the committed study's replicate seeds, or else the one given (--sigma), with where it came from."""
+def training_noise(
+    runs: pd.DataFrame, reruns: pd.DataFrame | None, given: TrainingNoise | None, level: float
+) -> tuple[TrainingNoise, str]:
+    """Sigma from the committed study's rerun block (rounding noise), else from its replicate seeds (seed noise,
+    larger: a conservative tolerance), else the one given (--sigma), with where it came from."""
+    unused = f"; --sigma {given.sigma:g} not used" if given is not None else ""
+    rounding = rerun_noise(runs, reruns, level) if reruns is not None else None
+    if rounding is not None and rounding.sigma > 0:
+        where = (
+            f"rounding noise from the committed study's rerun block: {rounding.runs} runs trained again with another "
+            f"thread count (same seeds and data), sqrt(sum of squared differences / 2n){unused}"
+        )
+        return rounding, where
     measured = seed_noise(runs, level)
     if measured is not None and measured.sigma > 0:
-        unused = f"; --sigma {given.sigma:g} not used" if given is not None else ""
         where = (
             f"pooled within-configuration SD of the committed study's test scores over its {measured.configurations} "
-            f"configurations with two or more seeds ({measured.runs} runs){unused}"
+            f"configurations with two or more seeds ({measured.runs} runs): seed noise, larger than the rounding noise "
+            f"a faithful rerun has, as the committed study has no rerun block (a broken rerun may pass){unused}"
         )
         return measured, where
     why = (
@@ -312,10 +336,11 @@ def training_noise(runs: pd.DataFrame, given: TrainingNoise | None, level: float
         else "has replicate seeds that all score the same"
     )
     if given is not None:
-        return given, f"--sigma (the committed study {why})"
+        return given, f"--sigma (the committed study {why} and no rerun block)"
     raise UserError(
-        f"the rerun is not an exact copy and the committed study {why}, so it holds no estimate of training noise: "
-        "pass --sigma SD (one run's test-score SD over training seeds, measured elsewhere) or commit a replicate block"
+        f"the rerun is not an exact copy and the committed study {why} and no rerun block, so it holds no estimate of "
+        "training noise: pass --sigma SD (one run's test-score SD between faithful reruns, measured elsewhere) or "
+        "commit a rerun block"
     )
 
 
@@ -545,12 +570,14 @@ def compare_studies(
     """The level a rerun reached: exact from the metrics files' fields; else the statistical checks with sigma from
     the committed study's replicate seeds (`sigma`, from --sigma, only when it has none), and the conclusions that
     changed."""
-    exact = exact_check(read_metrics_files(committed), read_metrics_files(rerun), study)
+    exact = exact_check(study_records(committed), study_records(rerun), study)
     if exact.exact:
         return Comparison(exact)
     s = stats.Settings.from_params(report_params)
     ours_runs, theirs_runs = frame_from_metrics(committed, study), frame_from_metrics(rerun, study)
-    noise, source = training_noise(ours_runs, sigma, s.confidence)
+    block = Path(committed) / RERUNS
+    reruns = frame_from_metrics(block, study) if any(block.glob("*.json")) else None
+    noise, source = training_noise(ours_runs, reruns, sigma, s.confidence)
     checked = statistical_check(ours_runs, theirs_runs, study, noise, source, criterion or Criterion())
     _, ours = with_intervals(ours_runs, scoring, s)
     _, theirs = with_intervals(theirs_runs, scoring, s)

@@ -1,11 +1,18 @@
-"""Training noise: how far one run's test score lies from its configuration's mean when only the training seed
-changes, estimated from the configurations the committed study trained with two or more seeds.
+"""Training noise: how far one run's test score moves when its training changes and its test set does not. Two kinds:
 
-It is what a faithful rerun is allowed to move: the rerun is scored on the same test tomograms, so the test-set part of
+- Rounding noise, what `report compare` tolerates: the same seed, data and draws computed with other arithmetic (another
+  thread count, instruction set or GPU) end in other weights, since training amplifies a last-bit difference. It is
+  measured by the rerun block (train.reruns), runs of the study trained again with another thread count
+  (`rerun_noise`). A faithful rerun on another machine differs from the committed study by exactly this.
+- Seed noise, what the report's verdicts carry: another seed starts from other weights and draws other crops, so it
+  moves a run further (`seed_noise`, from the configurations trained with two or more seeds). It is the fallback of
+  `compare` for a committed study without a rerun block: conservative, so a broken rerun may pass.
+
+Either is what a rerun is allowed to move: the rerun is scored on the same test tomograms, so the test-set part of
 a cell's uncertainty is the same in both runs and cancels in their difference, and what is left is training noise, of
-variance 2 sigma^2 per cell. The estimate comes with its degrees of freedom, because a sigma pooled over a few seeds is
+variance 2 sigma^2 per cell. The estimate comes with its degrees of freedom, because a sigma from a few runs is
 itself uncertain: tolerances built on it use t quantiles with those degrees of freedom (`quantile`), so that a rerun
-is not failed because the committed seeds happened to lie close together.
+is not failed because the committed runs happened to lie close together.
 """
 
 from __future__ import annotations
@@ -60,6 +67,23 @@ def seed_noise(runs: pd.DataFrame, level: float = 0.95, value: str = "fbeta") ->
     sigma, df = pooled_sd(replicated[value].to_numpy(float), replicated["cell"].to_numpy())
     low, high = interval(float(sigma), df, level)
     return TrainingNoise(float(sigma), df, low, high, level, int(replicated["cell"].nunique()), len(replicated))
+
+
+def rerun_noise(
+    runs: pd.DataFrame, reruns: pd.DataFrame, level: float = 0.95, value: str = "fbeta"
+) -> TrainingNoise | None:
+    """Rounding noise from the rerun block: each rerun (same configuration and seed, another thread count) against
+    its run in `runs`. A pair's difference has variance 2 sigma^2, so sigma = sqrt(sum d^2 / 2n) with n degrees of
+    freedom (the pairs' mean is 0 by design: neither arithmetic is the right one). None without a pair."""
+    keys = ["cell", "seed"]
+    paired = reruns.dropna(subset=[value]).merge(runs.dropna(subset=[value]), on=keys, suffixes=("_rerun", ""))
+    if paired.empty:
+        return None
+    differences = paired[f"{value}_rerun"].to_numpy(float) - paired[value].to_numpy(float)
+    n = len(differences)
+    sigma = float(np.sqrt(np.sum(differences**2) / (2 * n)))
+    low, high = interval(sigma, n, level)
+    return TrainingNoise(sigma, n, low, high, level, int(paired["cell"].nunique()), n)
 
 
 def given_noise(sigma: float, df: float = math.inf, level: float = 0.95) -> TrainingNoise:

@@ -46,7 +46,7 @@ from src.inference.thresholds import tune_plan
 from src.metric import fbeta_score
 from src.models import build_model
 from src.params import Params
-from src.study import Cell, Study
+from src.study import RERUNS, Cell, Study
 from src.training.batches import epoch_batches
 from src.training.transforms import augment, preprocess, volume_item
 
@@ -162,9 +162,11 @@ class CellPaths:
 
     @classmethod
     def of(cls, cell: Cell, t) -> CellPaths:
-        models = Path(t.models_dir)
+        models, metrics = Path(t.models_dir), Path(t.metrics_dir)
+        if cell.rerun_threads:  # apart from the grid: the report and the grid's readers do not see it
+            models, metrics = models / RERUNS, metrics / RERUNS
         name = cell.run_name
-        return cls(models / name, models / f".{name}.partial", Path(t.metrics_dir) / f"{name}.json")
+        return cls(models / name, models / f".{name}.partial", metrics / f"{name}.json")
 
 
 @dataclass
@@ -466,6 +468,7 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
         "patch": cell.patch,
         "sample": cell.sample,
         "seed": cell.seed,
+        **({"rerun_threads": cell.rerun_threads} if cell.rerun_threads else {}),
         "channel_sizes": list(session.params.study.channels[cell.channels]),
         "patch_size": list(session.patch),
         "mlflow_run_id": run_id,
@@ -496,6 +499,7 @@ def _tags(session: CellSession) -> dict[str, str]:
         "patch": cell.patch,
         "sample": cell.sample,
         "seed": str(cell.seed),
+        **({"rerun_threads": str(cell.rerun_threads)} if cell.rerun_threads else {}),
         "git_commit": tracking.git_commit(),
         "dvc_stage": cell.stage,
         "data_fingerprint": data_fingerprint(session.params),
@@ -527,7 +531,7 @@ def train_cell(
     session = setup_cell(cell, params, resume, force, device)
     t, state = params.train, session.state
     flat = _flat_params(cell, params, session.patch)
-    with tracking.cell_run(cell.run_name, _tags(session), flat, run_id=state.run_id) as run:
+    with tracking.cell_run(cell.mlflow_name, _tags(session), flat, run_id=state.run_id) as run:
         import mlflow
         import monai
 
