@@ -115,15 +115,24 @@ def show(
     out: Annotated[Path, typer.Option(help="Image file to write (PNG).")] = Path("slice.png"),
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
     predictions: Annotated[
-        Path | None, typer.Option(help="A submission CSV: its points of this run drawn filled over the picks' rings.")
+        Path | None,
+        typer.Option(
+            help="A submission CSV: its points of this run matched to the picks as the metric does and drawn."
+        ),
     ] = None,
+    distance_multiplier: Annotated[
+        float, typer.Option(help="With --predictions: match radius as a fraction of the class radius (as `score`).")
+    ] = 0.5,
 ):
-    """Render central slices of a run's tomogram with its picks circled in their class colour (and predictions)."""
+    """Render slices of a run's tomogram with its picks ringed by class; with --predictions, which are true positives,
+    false positives and misses (the metric's own matching, with its counts per class in the legend)."""
     from src.atomic import check_output
     from src.data.copick_io import CopickProject
     from src.data.show import render_slices
 
     check_output(out)
+    if not 0 <= distance_multiplier < float("inf"):  # NaN fails too
+        raise UserError(f"--distance-multiplier must be a finite number >= 0, got {distance_multiplier}")
     p = load_params()
     proj = CopickProject(project, p.classes.weights, p.data.picks_user)
     tomo = proj.tomogram(run, tomo_type or p.data.tomo_type, proj.folder_spacing(run, None, p.data.voxel_spacing))
@@ -135,9 +144,14 @@ def show(
         predicted = read_points_csv(predictions)
         predicted = predicted[predicted["experiment"] == run]
     title = f"{run} ({tomo_type or p.data.tomo_type})" + ("" if predicted is None else f" and {predictions.name}")
-    render_slices(tomo, picks, proj.classes, out, title=title, predictions=predicted)
+    matchings = render_slices(
+        tomo, picks, proj.classes, out, title=title, predictions=predicted, distance_multiplier=distance_multiplier
+    )
     shown = "" if predicted is None else f" and {len(predicted)} predicted points"
     typer.echo(f"wrote {out}: {len(picks)} picks{shown} on {tomo.data.shape} voxels at {tomo.voxel_spacing:g} A")
+    if matchings is not None:
+        tp, fp, fn = (sum(m.counts()[i] for m in matchings.values()) for i in range(3))
+        typer.echo(f"matched as the metric does: TP {tp}, FP {fp}, FN {fn} (per class in the picture's legend)")
 
 
 @app.command()
