@@ -382,26 +382,28 @@ def predict(
     )
     typer.echo(f"wrote {out}: {len(points)} points (model on {chosen_device})")
     if formats:
-        from src.exports import default_output, export_points, points_with_spacing
+        from src.exports import default_output, export_points, points_with_sizes, points_with_spacing
 
         ran = sorted(set(points["experiment"]))
         from src.inference.checkpoint import load_checkpoint
 
         trained = float(load_checkpoint(model)[1]["voxel_spacing"])
-        spacings = {tomo.name: tomo.voxel_spacing} if tomo else _run_spacings(project, ran, tomo_type, trained)
+        volumes = {tomo.name: tomo} if tomo else _run_volumes(project, ran, tomo_type, trained)
+        located = points_with_spacing(points, spacings={run: v.voxel_spacing for run, v in volumes.items()})
+        located = points_with_sizes(located, {run: v.shape for run, v in volumes.items()})
         for fmt in formats:
-            written = export_points(points_with_spacing(points, spacings=spacings), fmt, default_output(out, fmt))
+            written = export_points(located, fmt, default_output(out, fmt))
             typer.echo(f"wrote {written} ({fmt})")
 
 
-def _run_spacings(project, runs, tomo_type: str | None, trained: float | None = None) -> dict[str, float]:
-    """Each run's true pixel size (Angstrom) in the folder predict read (nearest the model's `trained` spacing, see
-    CopickProject.folder_spacing; else params'), from its tomogram's zarr metadata (no voxels read)."""
+def _run_volumes(project, runs, tomo_type: str | None, trained: float | None = None) -> dict:
+    """Each run's tomogram shape and true pixel size (Angstrom, a VolumeShape) in the folder predict read (nearest the
+    model's `trained` spacing, see CopickProject.folder_spacing; else params'), from its zarr metadata (no voxels)."""
     p = load_params()
     kind = tomo_type or p.data.tomo_type
     default = p.data.voxel_spacing
     folders = {run: project.folder_spacing(run, trained, default) for run in runs}
-    return {run: project.volume_shape(run, kind, folders[run]).voxel_spacing for run in runs}
+    return {run: project.volume_shape(run, kind, folders[run]) for run in runs}
 
 
 def _check_formats(formats: list[str]) -> None:
@@ -416,36 +418,46 @@ def _check_formats(formats: list[str]) -> None:
 def export(
     picks: Annotated[list[Path], typer.Argument(help="Submission CSV(s) (Angstrom) or copick picks JSON file(s).")],
     to: Annotated[
-        str, typer.Option("--to", help="star (RELION 5), tbl (Dynamo), napari (points CSV), chimerax (.cmm).")
+        str,
+        typer.Option("--to", help="star (RELION 5), tbl (Dynamo), napari (a folder of points CSVs), chimerax (.cmm)."),
     ],
     out: Annotated[
-        Path | None, typer.Option(help="File to write (default: the first PICKS with the format's suffix).")
+        Path | None, typer.Option(help="File (napari: folder) to write (default: the first PICKS, format's suffix).")
     ] = None,
     voxel_spacing: Annotated[
         float | None, typer.Option(help="Pixel size in Angstrom of every run (a CSV states none; overrides a JSON's).")
     ] = None,
     copick: Annotated[
-        Path | None, typer.Option(help="A copick project: each run's pixel size from its tomogram's metadata.")
+        Path | None,
+        typer.Option(help="A copick project: each run's pixel size and tomogram size from its tomogram's metadata."),
     ] = None,
     tomo_type: Annotated[
         str | None, typer.Option(help="With --copick: tomogram type [params: data.tomo_type].")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="napari: replace an existing --out folder this program did not make.")
+    ] = False,
 ):
     """Write picks for RELION 5, Dynamo, napari or ChimeraX, in the pixels of each run's tomogram."""
-    from src.exports import default_output, export_points, points_with_spacing, read_picks
+    from src.exports import default_output, export_points, points_with_sizes, points_with_spacing, read_picks
 
     _check_formats([to])
     target = out or default_output(picks[0], to)
     points = read_picks(picks)
-    spacings = None
+    spacings = sizes = None
     if copick is not None and voxel_spacing is None:
         from src.data.copick_io import CopickProject
 
         p = load_params()
         project = CopickProject(copick, p.classes.weights, p.data.picks_user)
-        spacings = _run_spacings(project, sorted(set(points["experiment"])), tomo_type)
-    export_points(points_with_spacing(points, voxel_spacing, spacings), to, target)
+        volumes = _run_volumes(project, sorted(set(points["experiment"])), tomo_type)
+        spacings = {run: v.voxel_spacing for run, v in volumes.items()}
+        sizes = {run: v.shape for run, v in volumes.items()}
+    located = points_with_sizes(points_with_spacing(points, voxel_spacing, spacings), sizes)
+    export_points(located, to, target, force=force)
     typer.echo(f"wrote {target}: {len(points)} points from {points['experiment'].nunique()} runs ({to})")
+    if to == "star" and sizes is None:
+        typer.echo("pixel coordinates only: give --copick PROJECT for RELION 5's rlnCenteredCoordinateX/Y/ZAngst")
 
 
 @app.command()
