@@ -115,15 +115,24 @@ def show(
     out: Annotated[Path, typer.Option(help="Image file to write (PNG).")] = Path("slice.png"),
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
     predictions: Annotated[
-        Path | None, typer.Option(help="A submission CSV: its points of this run drawn filled over the picks' rings.")
+        Path | None,
+        typer.Option(
+            help="A submission CSV: its points of this run matched to the picks as the metric does and drawn."
+        ),
     ] = None,
+    distance_multiplier: Annotated[
+        float, typer.Option(help="With --predictions: match radius as a fraction of the class radius (as `score`).")
+    ] = 0.5,
 ):
-    """Render central slices of a run's tomogram with its picks circled in their class colour (and predictions)."""
+    """Render slices of a run's tomogram with its picks ringed by class; with --predictions, which are true positives,
+    false positives and misses (the metric's own matching, with its counts per class in the legend)."""
     from src.atomic import check_output
     from src.data.copick_io import CopickProject
     from src.data.show import render_slices
 
     check_output(out)
+    if not 0 <= distance_multiplier < float("inf"):  # NaN fails too
+        raise UserError(f"--distance-multiplier must be a finite number >= 0, got {distance_multiplier}")
     p = load_params()
     proj = CopickProject(project, p.classes.weights, p.data.picks_user)
     tomo = proj.tomogram(run, tomo_type or p.data.tomo_type, proj.folder_spacing(run, None, p.data.voxel_spacing))
@@ -135,9 +144,14 @@ def show(
         predicted = read_points_csv(predictions)
         predicted = predicted[predicted["experiment"] == run]
     title = f"{run} ({tomo_type or p.data.tomo_type})" + ("" if predicted is None else f" and {predictions.name}")
-    render_slices(tomo, picks, proj.classes, out, title=title, predictions=predicted)
+    matchings = render_slices(
+        tomo, picks, proj.classes, out, title=title, predictions=predicted, distance_multiplier=distance_multiplier
+    )
     shown = "" if predicted is None else f" and {len(predicted)} predicted points"
     typer.echo(f"wrote {out}: {len(picks)} picks{shown} on {tomo.data.shape} voxels at {tomo.voxel_spacing:g} A")
+    if matchings is not None:
+        tp, fp, fn = (sum(m.counts()[i] for m in matchings.values()) for i in range(3))
+        typer.echo(f"matched as the metric does: TP {tp}, FP {fp}, FN {fn} (per class in the picture's legend)")
 
 
 @app.command()
@@ -368,26 +382,28 @@ def predict(
     )
     typer.echo(f"wrote {out}: {len(points)} points (model on {chosen_device})")
     if formats:
-        from src.exports import default_output, export_points, points_with_spacing
+        from src.exports import default_output, export_points, points_with_sizes, points_with_spacing
 
         ran = sorted(set(points["experiment"]))
         from src.inference.checkpoint import load_checkpoint
 
         trained = float(load_checkpoint(model)[1]["voxel_spacing"])
-        spacings = {tomo.name: tomo.voxel_spacing} if tomo else _run_spacings(project, ran, tomo_type, trained)
+        volumes = {tomo.name: tomo} if tomo else _run_volumes(project, ran, tomo_type, trained)
+        located = points_with_spacing(points, spacings={run: v.voxel_spacing for run, v in volumes.items()})
+        located = points_with_sizes(located, {run: v.shape for run, v in volumes.items()})
         for fmt in formats:
-            written = export_points(points_with_spacing(points, spacings=spacings), fmt, default_output(out, fmt))
+            written = export_points(located, fmt, default_output(out, fmt))
             typer.echo(f"wrote {written} ({fmt})")
 
 
-def _run_spacings(project, runs, tomo_type: str | None, trained: float | None = None) -> dict[str, float]:
-    """Each run's true pixel size (Angstrom) in the folder predict read (nearest the model's `trained` spacing, see
-    CopickProject.folder_spacing; else params'), from its tomogram's zarr metadata (no voxels read)."""
+def _run_volumes(project, runs, tomo_type: str | None, trained: float | None = None) -> dict:
+    """Each run's tomogram shape and true pixel size (Angstrom, a VolumeShape) in the folder predict read (nearest the
+    model's `trained` spacing, see CopickProject.folder_spacing; else params'), from its zarr metadata (no voxels)."""
     p = load_params()
     kind = tomo_type or p.data.tomo_type
     default = p.data.voxel_spacing
     folders = {run: project.folder_spacing(run, trained, default) for run in runs}
-    return {run: project.volume_shape(run, kind, folders[run]).voxel_spacing for run in runs}
+    return {run: project.volume_shape(run, kind, folders[run]) for run in runs}
 
 
 def _check_formats(formats: list[str]) -> None:
@@ -402,36 +418,46 @@ def _check_formats(formats: list[str]) -> None:
 def export(
     picks: Annotated[list[Path], typer.Argument(help="Submission CSV(s) (Angstrom) or copick picks JSON file(s).")],
     to: Annotated[
-        str, typer.Option("--to", help="star (RELION 5), tbl (Dynamo), napari (points CSV), chimerax (.cmm).")
+        str,
+        typer.Option("--to", help="star (RELION 5), tbl (Dynamo), napari (a folder of points CSVs), chimerax (.cmm)."),
     ],
     out: Annotated[
-        Path | None, typer.Option(help="File to write (default: the first PICKS with the format's suffix).")
+        Path | None, typer.Option(help="File (napari: folder) to write (default: the first PICKS, format's suffix).")
     ] = None,
     voxel_spacing: Annotated[
         float | None, typer.Option(help="Pixel size in Angstrom of every run (a CSV states none; overrides a JSON's).")
     ] = None,
     copick: Annotated[
-        Path | None, typer.Option(help="A copick project: each run's pixel size from its tomogram's metadata.")
+        Path | None,
+        typer.Option(help="A copick project: each run's pixel size and tomogram size from its tomogram's metadata."),
     ] = None,
     tomo_type: Annotated[
         str | None, typer.Option(help="With --copick: tomogram type [params: data.tomo_type].")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="napari: replace an existing --out folder this program did not make.")
+    ] = False,
 ):
     """Write picks for RELION 5, Dynamo, napari or ChimeraX, in the pixels of each run's tomogram."""
-    from src.exports import default_output, export_points, points_with_spacing, read_picks
+    from src.exports import default_output, export_points, points_with_sizes, points_with_spacing, read_picks
 
     _check_formats([to])
     target = out or default_output(picks[0], to)
     points = read_picks(picks)
-    spacings = None
+    spacings = sizes = None
     if copick is not None and voxel_spacing is None:
         from src.data.copick_io import CopickProject
 
         p = load_params()
         project = CopickProject(copick, p.classes.weights, p.data.picks_user)
-        spacings = _run_spacings(project, sorted(set(points["experiment"])), tomo_type)
-    export_points(points_with_spacing(points, voxel_spacing, spacings), to, target)
+        volumes = _run_volumes(project, sorted(set(points["experiment"])), tomo_type)
+        spacings = {run: v.voxel_spacing for run, v in volumes.items()}
+        sizes = {run: v.shape for run, v in volumes.items()}
+    located = points_with_sizes(points_with_spacing(points, voxel_spacing, spacings), sizes)
+    export_points(located, to, target, force=force)
     typer.echo(f"wrote {target}: {len(points)} points from {points['experiment'].nunique()} runs ({to})")
+    if to == "star" and sizes is None:
+        typer.echo("pixel coordinates only: give --copick PROJECT for RELION 5's rlnCenteredCoordinateX/Y/ZAngst")
 
 
 @app.command()

@@ -22,7 +22,7 @@ class ParticleClass:
     radius: float
     weight: float
     pdb_id: str | None = None
-    color: tuple[int, int, int, int] = (128, 128, 128, 255)
+    color: tuple[int, int, int, int] = (128, 128, 128, 255)  # the copick config's; drawings use `display_colors`
     map_threshold: float | None = None
     is_particle: bool = True
 
@@ -45,6 +45,19 @@ CZII_CLASSES: tuple[ParticleClass, ...] = (
 )
 
 SCORE_WEIGHTS: dict[str, float] = {c.name: c.weight for c in CZII_CLASSES}
+
+# The one palette that pictures and exported markers draw classes in: Okabe & Ito's colour-blind-safe set (RGB 0-255),
+# less its black, which vanishes on a tomogram. The copick colours it replaces for drawing made two pairs hard to tell
+# apart (ribosome / thyroglobulin both green, virus-like-particle / beta-amylase peach / brown).
+CLASS_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (86, 180, 233),  # sky blue: apo-ferritin
+    (230, 159, 0),  # orange: beta-amylase
+    (204, 121, 167),  # reddish purple: beta-galactosidase
+    (0, 158, 115),  # bluish green: ribosome
+    (213, 94, 0),  # vermillion: thyroglobulin
+    (0, 114, 178),  # blue: virus-like-particle
+    (240, 228, 66),  # yellow: a seventh class
+)
 
 
 class ClassTableError(UserError):
@@ -90,3 +103,10 @@ def classes_from_copick(config: dict, weights: dict[str, float] | None = None) -
 
 def by_name(classes: tuple[ParticleClass, ...]) -> dict[str, ParticleClass]:
     return {c.name: c for c in classes}
+
+
+def display_colors(classes: tuple[ParticleClass, ...]) -> dict[str, tuple[float, float, float]]:
+    """Each class's drawing colour (RGB, 0-1) from CLASS_PALETTE in label order (the CZII classes get the colours
+    named there); past the palette's length the colours repeat."""
+    ordered = sorted(classes, key=lambda c: c.label)
+    return {c.name: tuple(v / 255 for v in CLASS_PALETTE[i % len(CLASS_PALETTE)]) for i, c in enumerate(ordered)}

@@ -4,16 +4,23 @@ Input is what this project writes: the submission CSV (experiment, particle_type
 JSON files. Points are in Angstrom with voxel index i at i * voxel spacing (the competition's convention), so a
 voxel coordinate is simply Angstrom / spacing; each format then gets the origin and axis order it documents:
 
-    star      RELION 5 tomography particles: rlnTomoName, rlnCoordinateX/Y/Z in the tomogram's pixels (0-based),
-              an optics table with the pixel size (rlnImagePixelSize, rlnTomoTiltSeriesPixelSize), rlnClassNumber.
-    tbl       Dynamo table (dynamotable): x, y, z in pixels, 1-based (MATLAB), tomo index 1.., class, apix; a .doc
-              table map beside it names each tomo index's run.
-    napari    napari's points CSV (its built-in reader): index, axis-0, axis-1, axis-2 = z, y, x in pixels (0-based),
-              plus experiment and particle_type columns, which napari reads as point features.
+    star      RELION 5 tomography particles: rlnTomoName; rlnCenteredCoordinateX/Y/ZAngst (RELION 5's own: Angstrom
+              from the tomogram's centre, which needs the tomogram's size, known with --copick or a tomogram) and
+              rlnCoordinateX/Y/Z in the tomogram's pixels (0-based; what RELION 5 falls back to without the centred
+              ones, reading them as RELION 4 did in tilt-series pixels, so a binned tomogram's need its binning at
+              import; and what other tools read); an optics table with the pixel size
+              (rlnImagePixelSize, rlnTomoTiltSeriesPixelSize); rlnClassNumber and rlnClassName (RELION keeps a
+              column it does not know).
+    tbl       Dynamo table (dynamotable): x, y, z in pixels, 1-based (MATLAB), tomo index 1.., class, apix; beside it a
+              .doc table map naming each tomo index's run (dynamotable's format) and a .classes.csv naming each class.
+    napari    a folder of napari points CSVs (its built-in reader), one per run and class, <folder>/<run>/<class>.csv,
+              so that each class opens as its own layer, named after it: index, axis-0, axis-1, axis-2 = z, y, x in
+              pixels (0-based), plus experiment and particle_type columns, which napari reads as point features.
     chimerax  ChimeraX/Chimera marker file (.cmm): one marker set per class, in Angstrom, class colour and radius.
 
 A CSV does not carry a pixel size: it comes from `voxel_spacing` (one for every run) or `spacings` (per run, e.g.
-read from a copick project's zarr metadata). A copick picks file states its own.
+read from a copick project's zarr metadata). A copick picks file states its own. A tomogram's size (for RELION 5's
+centred coordinates) comes from `sizes` (per run, from the same metadata); without it the STAR has pixels only.
 """
 
 from __future__ import annotations
@@ -27,14 +34,19 @@ import numpy as np
 import pandas as pd
 
 from src.atomic import atomic_output, check_output
-from src.classes import CZII_CLASSES, ParticleClass, by_name
+from src.classes import CZII_CLASSES, ParticleClass, by_name, display_colors
 from src.data.copick_io import read_picks_json
 from src.errors import DataError, UserError
 from src.metric import COORDS, POINT_COLUMNS, read_points_csv
+from src.names import check_name
 
 FORMATS = ("star", "tbl", "napari", "chimerax")
-SUFFIXES = {"star": ".star", "tbl": ".tbl", "napari": ".csv", "chimerax": ".cmm"}
+SUFFIXES = {"star": ".star", "tbl": ".tbl", "napari": ".napari", "chimerax": ".cmm"}
+FOLDER_FORMATS = {"napari"}  # written as a folder of files (one per run and class)
 SPACING = "voxel_spacing"  # the column that `points_with_spacing` adds (Angstrom per pixel of each point's tomogram)
+SIZE = ["size_x", "size_y", "size_z"]  # the columns `points_with_sizes` adds: the tomogram's size in pixels
+NAPARI_COLUMNS = ["index", "axis-0", "axis-1", "axis-2"]  # napari's points CSV: its reader takes the rest as features
+CENTRED = ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]
 
 
 # --- reading picks ----------------------------------------------------------------------------------------------
@@ -98,6 +110,15 @@ def points_with_spacing(
     return out
 
 
+def points_with_sizes(points: pd.DataFrame, sizes: dict[str, tuple[int, ...]] | None) -> pd.DataFrame:
+    """`points` with the SIZE columns: each run's tomogram size in pixels (x, y, z) from `sizes` (run: (z, y, x), a
+    tomogram's shape), NaN for a run it does not name."""
+    out = points.copy()
+    for i, column in enumerate(SIZE):
+        out[column] = out["experiment"].map({run: shape[2 - i] for run, shape in (sizes or {}).items()}).astype(float)
+    return out
+
+
 def class_numbers(points: pd.DataFrame, classes: tuple[ParticleClass, ...] = CZII_CLASSES) -> dict[str, int]:
     """Class number per particle type: the class's label where known (1..6 for CZII), new ones after."""
     known = {c.name: c.label for c in classes}
@@ -112,11 +133,27 @@ def _pixels(points: pd.DataFrame) -> np.ndarray:
     return points[COORDS].to_numpy(dtype=float) / points[[SPACING]].to_numpy(dtype=float)
 
 
-# --- the writers: each takes points with a pixel size per row and writes one file ------------------------------
+def centred_angstrom(points: pd.DataFrame) -> np.ndarray | None:
+    """(N, 3) x, y, z in Angstrom from the centre of each point's tomogram, as RELION 5 states positions (its centre
+    is size / 2 pixels, a float division, particle_set.cpp); None unless every point's tomogram size is known."""
+    if any(c not in points for c in SIZE) or points[SIZE].isna().to_numpy().any():
+        return None
+    centre = points[SIZE].to_numpy(dtype=float) / 2 * points[[SPACING]].to_numpy(dtype=float)
+    return points[COORDS].to_numpy(dtype=float) - centre
+
+
+def class_names(points: pd.DataFrame, classes: tuple[ParticleClass, ...] = CZII_CLASSES) -> pd.DataFrame:
+    """The class map of `points`: class number (as `class_numbers`) and name, one row per class present."""
+    numbers = class_numbers(points, classes)
+    return pd.DataFrame({"class": list(numbers.values()), "particle_type": list(numbers.keys())})
+
+
+# --- the writers: each takes points with a pixel size per row and writes one file (napari: one folder) ---------
 
 
 def write_star(points: pd.DataFrame, path: Path, classes: tuple[ParticleClass, ...] = CZII_CLASSES) -> None:
-    """RELION 5 tomography particles: an optics group per pixel size and the particles in tomogram pixels."""
+    """RELION 5 tomography particles: an optics group per pixel size, the particles in centred Angstrom (when the
+    tomograms' sizes are known) and in tomogram pixels, with class number and name."""
     import starfile
 
     spacing_values = sorted(set(points[SPACING].astype(float)))
@@ -129,27 +166,31 @@ def write_star(points: pd.DataFrame, path: Path, classes: tuple[ParticleClass, .
             "rlnTomoTiltSeriesPixelSize": spacing_values,
         }
     )
-    xyz = _pixels(points)
-    numbers = class_numbers(points, classes)
     counter = points.groupby("experiment").cumcount() + 1
     particles = pd.DataFrame(
         {
             "rlnTomoName": points["experiment"].astype(str).to_numpy(),
             "rlnTomoParticleName": (points["experiment"].astype(str) + "/" + counter.astype(str)).to_numpy(),
-            "rlnCoordinateX": xyz[:, 0],
-            "rlnCoordinateY": xyz[:, 1],
-            "rlnCoordinateZ": xyz[:, 2],
-            "rlnOpticsGroup": points[SPACING].map(groups).to_numpy(),
-            "rlnClassNumber": points["particle_type"].map(numbers).to_numpy(),
         }
     )
+    centred = centred_angstrom(points)
+    if centred is not None:
+        for i, column in enumerate(CENTRED):
+            particles[column] = centred[:, i]
+    xyz = _pixels(points)
+    for i, column in enumerate(["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]):
+        particles[column] = xyz[:, i]
+    particles["rlnOpticsGroup"] = points[SPACING].map(groups).to_numpy()
+    particles["rlnClassNumber"] = points["particle_type"].map(class_numbers(points, classes)).to_numpy()
+    particles["rlnClassName"] = points["particle_type"].astype(str).to_numpy()  # the number alone names nothing
     with atomic_output(path) as tmp:
         # six decimals: a pixel size such as 10.012444 A keeps every digit (3 would shift a far particle by a pixel)
         starfile.write({"optics": optics, "particles": particles}, tmp, float_format="%.6f")
 
 
 def write_tbl(points: pd.DataFrame, path: Path, classes: tuple[ParticleClass, ...] = CZII_CLASSES) -> None:
-    """A Dynamo table (1-based pixels) and its table map (`<name>.doc`: tomo index, run; dynamotable's format)."""
+    """A Dynamo table (1-based pixels), its table map (`<name>.doc`: tomo index, run; dynamotable's format) and its
+    class map (`<name>.classes.csv`: class, particle_type), since a table's class is a bare number."""
     import dynamotable
 
     runs = {run: i + 1 for i, run in enumerate(dict.fromkeys(points["experiment"].astype(str)))}
@@ -170,31 +211,49 @@ def write_tbl(points: pd.DataFrame, path: Path, classes: tuple[ParticleClass, ..
     table_map = "".join(f"{index} {run}\n" for run, index in runs.items())
     with atomic_output(path.with_suffix(".doc")) as tmp_doc:
         tmp_doc.write_text(table_map)
+    with atomic_output(path.with_suffix(".classes.csv")) as tmp_classes:
+        class_names(points, classes).to_csv(tmp_classes, index=False)
     with atomic_output(path) as tmp:
         dynamotable.write(table, str(tmp))  # it appends ".tbl" to a name without it
         tmp.with_name(tmp.name + ".tbl").rename(tmp)
 
 
-def write_napari(points: pd.DataFrame, path: Path, classes: tuple[ParticleClass, ...] = CZII_CLASSES) -> None:
-    """napari's points CSV: index, axis-0..2 (z, y, x pixels) and the features experiment, particle_type."""
+def write_napari(
+    points: pd.DataFrame, folder: Path, classes: tuple[ParticleClass, ...] = CZII_CLASSES, force: bool = False
+) -> None:
+    """A folder of napari points CSVs, `<run>/<class>.csv`: napari's built-in reader makes one points layer of each
+    file, named after it (it does not split a file by a column), so one file per class gives a layer per class."""
+    with atomic_output(folder, folder=True, force=force) as tmp:
+        for (run, name), group in points.groupby(["experiment", "particle_type"], sort=True):
+            run_folder = tmp / check_name(str(run), "run name", "the picks")
+            run_folder.mkdir(exist_ok=True)
+            napari_points(group).to_csv(
+                run_folder / f"{check_name(str(name), 'class name', 'the picks')}.csv", index=False, float_format="%.3f"
+            )
+
+
+def napari_points(points: pd.DataFrame) -> pd.DataFrame:
+    """napari's points CSV of `points`: NAPARI_COLUMNS (axis-0..2 = z, y, x pixels), then the features experiment and
+    particle_type."""
+    index, *axes = NAPARI_COLUMNS
+    frame = pd.DataFrame({index: range(len(points))})
     zyx = _pixels(points)[:, ::-1]
-    frame = pd.DataFrame({"index": range(len(points))})
-    for i in range(3):
-        frame[f"axis-{i}"] = zyx[:, i]
+    for i, axis in enumerate(axes):
+        frame[axis] = zyx[:, i]
     frame["experiment"] = points["experiment"].astype(str).to_numpy()
     frame["particle_type"] = points["particle_type"].astype(str).to_numpy()
-    with atomic_output(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.3f")
+    return frame
 
 
 def write_chimerax(points: pd.DataFrame, path: Path, classes: tuple[ParticleClass, ...] = CZII_CLASSES) -> None:
     """Chimera/ChimeraX markers in Angstrom: one marker set per run and class, in the class colour and radius."""
     known = by_name(classes)
+    colours = display_colors(classes)  # the palette `show` draws with, so that a class looks the same in both
     lines = ["<marker_sets>"]
     marker_id = 0
     for (run, name), group in points.groupby(["experiment", "particle_type"], sort=True):
         c = known.get(name)
-        r, g, b = (c.color[i] / 255 for i in range(3)) if c else (0.5, 0.5, 0.5)
+        r, g, b = colours.get(name, (0.5, 0.5, 0.5))
         radius = c.radius if c else 50.0
         lines.append(f"<marker_set name={quoteattr(f'{run} {name}')}>")
         for x, y, z in group[COORDS].to_numpy(dtype=float):
@@ -218,20 +277,29 @@ WRITERS: dict[str, Callable[..., None]] = {
 
 
 def export_points(
-    points: pd.DataFrame, fmt: str, out: str | Path, classes: tuple[ParticleClass, ...] = CZII_CLASSES
+    points: pd.DataFrame,
+    fmt: str,
+    out: str | Path,
+    classes: tuple[ParticleClass, ...] = CZII_CLASSES,
+    force: bool = False,
 ) -> Path:
-    """Write `points` (with a pixel size per row, see `points_with_spacing`) in format `fmt` to `out`."""
+    """Write `points` (with a pixel size per row, see `points_with_spacing`, and optionally the tomograms' sizes,
+    `points_with_sizes`) in format `fmt` to `out` (a folder for FOLDER_FORMATS; `force` replaces one this program did
+    not make)."""
     if fmt not in WRITERS:
         raise UserError(f"unknown export format '{fmt}' (expected one of {', '.join(FORMATS)})")
     if SPACING not in points or points[SPACING].isna().any():
         raise UserError("every point needs a pixel size to be exported (points_with_spacing)")
     out = Path(out)
-    check_output(out)
-    WRITERS[fmt](points.reset_index(drop=True), out, classes)
+    if fmt in FOLDER_FORMATS:
+        check_output(out, folder=True, force=force)
+        WRITERS[fmt](points.reset_index(drop=True), out, classes, force=force)
+    else:
+        check_output(out)
+        WRITERS[fmt](points.reset_index(drop=True), out, classes)
     return out
 
 
 def default_output(picks: Path, fmt: str) -> Path:
-    """<picks without suffix>.<format's suffix>; the napari CSV gets `.napari.csv` so as not to replace a CSV input."""
-    suffix = ".napari.csv" if fmt == "napari" else SUFFIXES[fmt]
-    return picks.with_name(picks.stem + suffix)
+    """<picks without suffix>.<format's suffix>: the napari folder is `<picks>.napari`."""
+    return picks.with_name(picks.stem + SUFFIXES[fmt])

@@ -31,6 +31,7 @@ from src.classes import CZII_CLASSES, ParticleClass, by_name
 from src.errors import DataError, UserError
 
 COORDS = ["x", "y", "z"]  # Angstrom
+DISTANCE_MULTIPLIER = 0.5  # the competition's match radius, as a fraction of the class radius
 POINT_COLUMNS = ["experiment", "particle_type", *COORDS]  # a table of points: picks, predictions, CSVs
 
 
@@ -54,7 +55,7 @@ class ScoreResult:
     score: float
     classes: dict[str, ClassScore] = field(default_factory=dict)
     beta: float = 4.0
-    distance_multiplier: float = 0.5
+    distance_multiplier: float = DISTANCE_MULTIPLIER
     # {experiment: {class: (tp, fp, fn)}} before the micro-average: what a bootstrap over tomograms resamples.
     per_tomogram: dict[str, dict[str, tuple[int, int, int]]] = field(default_factory=dict)
 
@@ -97,20 +98,43 @@ class ScoreResult:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Matching:
+    """Which points of one tomogram and class the scorer matched, point by point.
+
+    `found[i]`: reference i is within the radius of some candidate (a TP; the others are FN). `reaching[j]`:
+    candidate j is within the radius of some reference. FP is not a per-point fact: it is len(candidates) - TP, so
+    a candidate reaching nothing is one FP, and so is each extra candidate on a reference another one already found.
+    """
+
+    found: np.ndarray
+    reaching: np.ndarray
+
+    def counts(self) -> tuple[int, int, int]:
+        """(tp, fp, fn) as the Kaggle scorer counts them."""
+        tp = int(self.found.sum())
+        return tp, len(self.reaching) - tp, len(self.found) - tp
+
+
+def match_points(reference: np.ndarray, candidates: np.ndarray, radius: float) -> Matching:
+    """The scorer's matching of candidate points to reference points in one tomogram and class (both (n, 3)):
+    every candidate collects every reference within `radius` (inclusive)."""
+    found = np.zeros(len(reference), dtype=bool)
+    reaching = np.zeros(len(candidates), dtype=bool)
+    if len(reference) and len(candidates):
+        hits = KDTree(candidates).query_ball_tree(KDTree(reference), r=radius)
+        found[[ref for per_candidate in hits for ref in per_candidate]] = True
+        reaching[:] = [bool(per_candidate) for per_candidate in hits]
+    return Matching(found, reaching)
+
+
 def match_counts(reference: np.ndarray, candidates: np.ndarray, radius: float) -> tuple[int, int, int]:
     """(tp, fp, fn) of candidate points against reference points in one tomogram and class, as the Kaggle scorer.
 
     Both arrays are (n, 3). TP counts distinct reference points within `radius` of any candidate (inclusive), so
     FP = len(candidates) - TP can be negative when one candidate covers several references.
     """
-    n_ref, n_cand = len(reference), len(candidates)
-    if n_ref == 0:
-        return 0, n_cand, 0
-    if n_cand == 0:
-        return 0, 0, n_ref
-    hits = KDTree(candidates).query_ball_tree(KDTree(reference), r=radius)
-    tp = len({ref for per_candidate in hits for ref in per_candidate})
-    return tp, n_cand - tp, n_ref - tp
+    return match_points(reference, candidates, radius).counts()
 
 
 def fbeta_score(
@@ -118,7 +142,7 @@ def fbeta_score(
     submission: pd.DataFrame,
     classes: tuple[ParticleClass, ...] = CZII_CLASSES,
     beta: float = 4.0,
-    distance_multiplier: float = 0.5,
+    distance_multiplier: float = DISTANCE_MULTIPLIER,
 ) -> ScoreResult:
     """Score `submission` against `solution` (columns experiment, particle_type, x, y, z in Angstrom; `id` ignored)."""
     if not math.isfinite(beta):

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import zarr
 
-from src.classes import CZII_CLASSES, by_name
+from src.classes import CZII_CLASSES, by_name, display_colors
 from src.data.copick_io import CopickProject
 from src.errors import UserError
-from src.exports import points_with_spacing, read_picks
+from src.exports import NAPARI_COLUMNS, points_with_spacing, read_picks
 from tests.conftest import REPO
 
 
@@ -25,10 +25,20 @@ def run_cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def zarr_group(project_dir, run):
+    return zarr.open(str(project_dir / "static" / "ExperimentRuns" / run / "VoxelSpacing10.000" / "denoised.zarr"))
+
+
 def zarr_spacing(project_dir, run) -> float:
     """A run's voxel spacing read straight from its zarr's OME-NGFF metadata (not through the project's reader)."""
-    group = zarr.open(str(project_dir / "static" / "ExperimentRuns" / run / "VoxelSpacing10.000" / "denoised.zarr"))
+    group = zarr_group(project_dir, run)
     return float(group.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][-1])
+
+
+def zarr_size_xyz(project_dir, run) -> np.ndarray:
+    """A run's tomogram size in pixels along x, y, z, read straight from its zarr's level 0."""
+    group = zarr_group(project_dir, run)
+    return np.array(group[group.attrs["multiscales"][0]["datasets"][0]["path"]].shape[::-1], dtype=float)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +57,9 @@ def _repo_cwd(monkeypatch):
     monkeypatch.chdir(REPO)  # params.yaml is read from the working directory
 
 
-def test_star_reads_back_with_starfile_in_tomogram_pixels(solution_csv, tiny_project, tmp_path):
+def test_star_reads_back_with_starfile_in_tomogram_pixels_and_relion5_centred_angstrom(
+    solution_csv, tiny_project, tmp_path
+):
     import starfile
 
     out = tmp_path / "particles.star"
@@ -63,11 +75,31 @@ def test_star_reads_back_with_starfile_in_tomogram_pixels(solution_csv, tiny_pro
     np.testing.assert_allclose(pixel, expected, rtol=1e-6)
     xyz = particles[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy() * pixel[:, None]
     np.testing.assert_allclose(xyz, truth[["x", "y", "z"]].to_numpy(), atol=0.001 * expected.max())
+    # RELION 5's own: Angstrom from the tomogram's centre, which is size / 2 pixels (particle_set.cpp)
+    centred = particles[[f"rlnCenteredCoordinate{a}Angst" for a in "XYZ"]].to_numpy()
+    centre = np.array([zarr_size_xyz(tiny_project, r) for r in truth["experiment"]]) / 2 * expected[:, None]
+    np.testing.assert_allclose(centred + centre, truth[["x", "y", "z"]].to_numpy(), atol=0.001)
+    assert (np.abs(centred) < centre + 1e-6).all()  # inside the tomogram, both signs about its centre
     labels = {c.name: c.label for c in CZII_CLASSES}
+    assert list(particles["rlnClassName"]) == list(truth["particle_type"])
     assert list(particles["rlnClassNumber"]) == [labels[t] for t in truth["particle_type"]]
 
 
-def test_tbl_reads_back_with_dynamotable_one_based_with_table_map(solution_csv, tmp_path):
+def test_star_without_tomogram_sizes_has_pixels_only_and_says_so(solution_csv, tmp_path):
+    import starfile
+
+    out = tmp_path / "particles.star"
+    result = run_cli("export", solution_csv, "--to", "star", "--voxel-spacing", 10.0, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "--copick" in result.output
+    particles = starfile.read(out)["particles"]
+    assert not [c for c in particles.columns if c.startswith("rlnCentered")]
+    truth = pd.read_csv(solution_csv)
+    np.testing.assert_allclose(particles["rlnCoordinateX"] * 10.0, truth["x"], atol=0.001)
+    assert particles.groupby("rlnClassName").size().to_dict() == truth.groupby("particle_type").size().to_dict()
+
+
+def test_tbl_reads_back_with_dynamotable_one_based_with_table_and_class_maps(solution_csv, tmp_path):
     import dynamotable
 
     out = tmp_path / "picks.tbl"
@@ -81,20 +113,47 @@ def test_tbl_reads_back_with_dynamotable_one_based_with_table_map(solution_csv, 
     np.testing.assert_allclose(xyz, truth[["x", "y", "z"]].to_numpy(), atol=0.01)
     assert list(table["tomo_file"].astype(str)) == list(truth["experiment"])
     assert table["tomo"].min() == 1
+    class_map = pd.read_csv(out.with_suffix(".classes.csv"))
+    assert list(class_map.columns) == ["class", "particle_type"]
+    assert sorted(class_map["particle_type"]) == sorted(set(truth["particle_type"]))  # only the classes present
+    names = table["class"].astype(int).map(class_map.set_index("class")["particle_type"])
+    assert list(names) == list(truth["particle_type"])
 
 
-def test_napari_csv_has_its_reader_columns_in_zyx_pixels(solution_csv, tmp_path):
-    out = tmp_path / "points.csv"
+def test_napari_folder_has_one_layer_file_per_run_and_class_in_zyx_pixels(solution_csv, tmp_path):
+    out = tmp_path / "points.napari"
     result = run_cli("export", solution_csv, "--to", "napari", "--voxel-spacing", 10.0, "--out", out)
     assert result.exit_code == 0, result.output
-    frame = pd.read_csv(out)
-    # napari's built-in points reader: an "index" column, coordinates in "axis-<i>" (data order), the rest features.
-    assert list(frame.columns[:4]) == ["index", "axis-0", "axis-1", "axis-2"]
     truth = pd.read_csv(solution_csv)
-    np.testing.assert_allclose(
-        frame[["axis-2", "axis-1", "axis-0"]].to_numpy() * 10.0, truth[["x", "y", "z"]], atol=0.01
-    )
-    assert list(frame["particle_type"]) == list(truth["particle_type"])
+    files = sorted(out.glob("*/*.csv"))
+    expected = truth.groupby(["experiment", "particle_type"]).size()
+    assert [(f.parent.name, f.stem) for f in files] == list(expected.index)  # one file (napari layer) each
+    for path in files:
+        frame = pd.read_csv(path)
+        # napari's built-in points reader: "index" first (skipped), coordinates in "axis-<i>" (data order), the
+        # rest are point features; it makes one layer per file, named after the file.
+        assert list(frame.columns) == [*NAPARI_COLUMNS, "experiment", "particle_type"]
+        assert list(frame["index"]) == list(range(len(frame)))
+        assert set(frame["particle_type"]) == {path.stem} and set(frame["experiment"]) == {path.parent.name}
+        want = truth[(truth["experiment"] == path.parent.name) & (truth["particle_type"] == path.stem)]
+        assert len(frame) == expected[(path.parent.name, path.stem)]
+        zyx = frame[["axis-0", "axis-1", "axis-2"]].to_numpy()
+        np.testing.assert_allclose(zyx[:, ::-1] * 10.0, want[["x", "y", "z"]].to_numpy(), atol=0.01)
+    again = run_cli("export", solution_csv, "--to", "napari", "--voxel-spacing", 20.0, "--out", out)
+    assert again.exit_code == 0, again.output  # a folder this program made is replaced
+    assert sorted(out.glob("*/*.csv")) == files
+
+
+def test_napari_refuses_to_replace_a_folder_it_did_not_make(solution_csv, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = run_cli("export", solution_csv, "--to", "napari", "--voxel-spacing", 10.0, "--out", out)
+    assert isinstance(result.exception, UserError)
+    assert (out / "notes.txt").read_text() == "keep me" and not list(out.glob("*/*.csv"))
+    forced = run_cli("export", solution_csv, "--to", "napari", "--voxel-spacing", 10.0, "--out", out, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert list(out.glob("*/*.csv")) and not (out / "notes.txt").exists()
 
 
 def test_chimerax_markers_in_angstrom_with_class_radius(solution_csv, tmp_path):
@@ -110,6 +169,8 @@ def test_chimerax_markers_in_angstrom_with_class_radius(solution_csv, tmp_path):
         run, name = marker_set.get("name").split(" ")
         for m in marker_set.findall("marker"):
             assert float(m.get("radius")) == classes[name].radius
+            colour = tuple(float(m.get(k)) for k in "rgb")
+            np.testing.assert_allclose(colour, display_colors(CZII_CLASSES)[name], atol=0.001)  # show's palette
             seen.append((run, name, float(m.get("x")), float(m.get("y")), float(m.get("z"))))
     got = pd.DataFrame(seen, columns=["experiment", "particle_type", "x", "y", "z"])
     key = ["experiment", "particle_type", "x", "y", "z"]
@@ -143,3 +204,14 @@ def test_csv_without_pixel_size_is_refused_in_one_sentence(solution_csv, tmp_pat
         points_with_spacing(read_picks([solution_csv]), voxel_spacing=0.0)
     bad = run_cli("export", solution_csv, "--to", "pdb", "--voxel-spacing", 10)
     assert isinstance(bad.exception, UserError) and "pdb" in str(bad.exception)
+
+
+def test_predict_reads_each_runs_tomogram_size_and_pixel_size_from_metadata(tiny_project):
+    from src.__main__ import _run_volumes
+
+    project = CopickProject(tiny_project)
+    runs = project.run_names()
+    volumes = _run_volumes(project, runs, None, trained=10.0)
+    for run in runs:
+        assert volumes[run].voxel_spacing == pytest.approx(zarr_spacing(tiny_project, run))
+        assert volumes[run].shape[::-1] == tuple(zarr_size_xyz(tiny_project, run))
