@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from src.errors import UserError
+from src.ranges import inside
 from src.repro import ISAS
 
 PARAMS_FILE = Path("params.yaml")
@@ -330,12 +331,6 @@ def _build(cls, raw, where: str):
     raise ParamsError(f"{where}: unsupported type {cls}")
 
 
-def _inside(value, interval: str) -> bool:
-    lo, hi = (float(v) for v in interval[1:-1].split(","))
-    above = value > lo or (interval[0] == "[" and value == lo)
-    return above and (value < hi or (interval[-1] == "]" and value == hi))
-
-
 def range_problems(section, where: str) -> list[str]:
     """'<key> = <value> (must be in <interval>)' for every value outside its field's declared range."""
     problems = []
@@ -345,7 +340,7 @@ def range_problems(section, where: str) -> list[str]:
             problems += range_problems(value, name)
         elif "range" in f.metadata:
             for key, v in value.items() if isinstance(value, dict) else [(None, value)]:
-                if not all(_inside(x, f.metadata["range"]) for x in (v if isinstance(v, tuple) else [v])):
+                if not all(inside(x, f.metadata["range"]) for x in (v if isinstance(v, tuple) else [v])):
                     shown = list(v) if isinstance(v, tuple) else v
                     problems.append(
                         f"{name}{'' if key is None else '.' + key} = {shown} (must be in {f.metadata['range']})"
