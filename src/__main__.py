@@ -322,7 +322,7 @@ def models(
     ] = None,
 ):
     """Print parameters, multiply-adds per patch size and training-step activation memory of every model."""
-    p = load_params()
+    p = load_params(check_models=True)
     from dataclasses import asdict
 
     from src.models.summary import format_model_table, model_table
@@ -531,7 +531,7 @@ def train(
     ] = None,
 ):
     """Train one grid cell (DVC stage train@<configuration>-<seed>): fit, validate, tune thresholds, test, log."""
-    p = load_params()
+    p = load_params(check_models=True)
     from src.study import Study
 
     study = Study.from_params(p)
@@ -688,7 +688,7 @@ def grid_run(
     from src.grid import GridRun, cpu_slots, run_grid, wall_minutes
     from src.tracking import repo_root
 
-    p = load_params()
+    p = load_params(check_models=True)  # every cell builds its network: refuse a model that cannot be built first
     grid = p.grid
     if executor == "slurm" and grid.slurm is not None:
         overrides = {

@@ -33,7 +33,7 @@ def main(
     from src.study import Study
 
     try:
-        p = load_params(params_file)
+        p = load_params(params_file, check_models=True)  # the cost table builds every model
         metrics = metrics_dir or p.train.metrics_dir
         written = build_report(
             metrics,
