@@ -618,18 +618,18 @@ def tracking_serve(
         Path | None, typer.Option(help="Folder where the server keeps artifacts (default: mlruns/artifacts).")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every node may log to it).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", callback=option_range("[1, 65535]"))] = 5000,
 ):
-    """Start an MLflow server for many writers (the grid's jobs); export MLFLOW_TRACKING_URI as it prints."""
-    import os
-
+    """Start an MLflow server for many writers (the grid's jobs); export MLFLOW_TRACKING_URI as it prints. Runs until
+    Ctrl-C; exits non-zero if the server stops by itself."""
     from src import tracking
 
     command = tracking.server_command(backend_store_uri, artifacts, host, port)
+    tracking.check_port_free(host, port)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     typer.echo(f"export MLFLOW_TRACKING_URI=http://{shown}:{port}   # in every shell that trains or reports", err=True)
     typer.echo(" ".join(command), err=True)
-    os.execvp(command[0], command)
+    tracking.run_server(command)
 
 
 grid_app = typer.Typer(
