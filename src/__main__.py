@@ -15,6 +15,7 @@ import typer  # noqa: E402
 
 from src.errors import UserError  # noqa: E402
 from src.params import PARAMS_FILE, load_params  # noqa: E402
+from src.ranges import option_range, voxel_spacing_option  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -58,14 +59,24 @@ def _root(
     pass
 
 
-def _shape(text: str) -> tuple[int, int, int]:
+def _shape(text: str, option: str) -> tuple[int, int, int]:
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise typer.BadParameter(f"expected D,H,W integers, got '{text}'") from None
-    if len(shape) != 3:
-        raise typer.BadParameter(f"expected three sizes D,H,W, got '{text}'")
+        raise UserError(f"{option} expects D,H,W integers, got '{text}'") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(f"{option} expects three sizes D,H,W of at least 1 voxel, got '{text}'")
     return shape
+
+
+def _run_names(text: str, option: str = "--runs") -> list[str]:
+    """The comma-separated run names of `option`; a run named twice is refused (it would be predicted, tuned or
+    written twice, doubling its points)."""
+    names = [r.strip() for r in text.split(",") if r.strip()]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"{option} names run {twice[0]} more than once; give each run once")
+    return names
 
 
 @app.command()
@@ -73,14 +84,22 @@ def synth(
     out: Annotated[
         Path, typer.Option(help="Folder for the copick project (replaces one that synth made; else needs --force).")
     ],
-    runs: Annotated[int | None, typer.Option(help="Number of tomograms [params: synth.runs].")] = None,
+    runs: Annotated[
+        int | None, typer.Option(help="Number of tomograms [params: synth.runs].", callback=option_range("[1, inf)"))
+    ] = None,
     shape: Annotated[str | None, typer.Option(help="D,H,W voxels, e.g. 184,630,630 [params: synth.shape].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed [params: synth.seed].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed [params: synth.seed].", callback=option_range("[0, inf)"))
+    ] = None,
     picks_naming: Annotated[
         str | None, typer.Option(help="competition (Picks/<object>.json) or copick (<user>_<session>_<object>.json).")
     ] = None,
     workers: Annotated[
-        int, typer.Option(help="Processes making runs at once (same bytes; about 3 GB each at 184 x 630 x 630).")
+        int,
+        typer.Option(
+            help="Processes making runs at once (same bytes; about 3 GB each at 184 x 630 x 630).",
+            callback=option_range("[1, inf)"),
+        ),
     ] = 1,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing --out folder even if this program did not make it.")
@@ -97,7 +116,7 @@ def synth(
     settings = dataclasses.replace(
         s,
         runs=runs if runs is not None else s.runs,
-        shape=_shape(shape) if shape else s.shape,
+        shape=_shape(shape, "--shape") if shape else s.shape,
         seed=seed if seed is not None else s.seed,
         picks_naming=picks_naming or s.picks_naming,
     )
@@ -158,7 +177,10 @@ def show(
 def info(
     path: Annotated[Path, typer.Argument(help="A tomogram (.mrc or .zarr) or a copick project / config.")],
     voxel_spacing: Annotated[
-        float | None, typer.Option(help="A tomogram's voxel spacing in Angstrom, where its metadata has none.")
+        float | None,
+        typer.Option(
+            help="A tomogram's voxel spacing in Angstrom, where its metadata has none.", callback=voxel_spacing_option
+        ),
     ] = None,
 ):
     """Describe a tomogram file or a copick project: shapes, voxel spacing, picks per class."""
@@ -180,7 +202,11 @@ def info(
 @app.command()
 def data(
     workers: Annotated[
-        int, typer.Option(help="Processes making synthetic runs at once (same bytes; about 3 GB each at full size).")
+        int,
+        typer.Option(
+            help="Processes making synthetic runs at once (same bytes; about 3 GB each at full size).",
+            callback=option_range("[1, inf)"),
+        ),
     ] = 1,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing data.out folder even if this program did not make it.")
@@ -218,7 +244,12 @@ def split():
 
 @app.command()
 def download(
-    dataset: Annotated[int, typer.Option(help="CryoET Data Portal dataset id (10440: CZII training set).")] = 10440,
+    dataset: Annotated[
+        int,
+        typer.Option(
+            help="CryoET Data Portal dataset id (10440: CZII training set).", callback=option_range("[1, inf)")
+        ),
+    ] = 10440,
     out: Annotated[Path, typer.Option(help="Folder for the copick project.")] = Path("downloads/portal"),
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
     force: Annotated[
@@ -241,8 +272,13 @@ def score(
     solution: Annotated[Path, typer.Argument(help="Reference CSV: experiment,particle_type,x,y,z (Angstrom).")],
     submission: Annotated[Path, typer.Argument(help="Predicted CSV, same columns (an id column may be present).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with score and classes.")] = False,
-    beta: Annotated[float, typer.Option(help="F-beta's beta (the competition uses 4).")] = 4.0,
-    distance_multiplier: Annotated[float, typer.Option(help="Match radius as a fraction of the class radius.")] = 0.5,
+    beta: Annotated[
+        float, typer.Option(help="F-beta's beta (the competition uses 4).", callback=option_range("(0, inf)"))
+    ] = 4.0,
+    distance_multiplier: Annotated[
+        float,
+        typer.Option(help="Match radius as a fraction of the class radius.", callback=option_range("(0, inf)")),
+    ] = 0.5,
 ):
     """Score a submission with the CZII competition's weighted F-beta, per class and overall."""
     from src.classes import CZII_CLASSES
@@ -284,7 +320,7 @@ def solution(
             except KeyError:
                 raise UserError(f"--split must be test or <1|2>/<train|val>, got '{split_part}'") from None
     elif runs:
-        names = [r.strip() for r in runs.split(",") if r.strip()]
+        names = _run_names(runs)
     shapes = [proj.volume_shape(r, p.data.tomo_type, proj.folder_spacing(r, None, p.data.voxel_spacing)) for r in names]
     frame = pd.concat([proj.picks(r, shape) for r, shape in zip(names, shapes, strict=True)], ignore_index=True)
     frame.insert(0, "id", range(len(frame)))
@@ -300,13 +336,15 @@ def models(
     ] = None,
 ):
     """Print parameters, multiply-adds per patch size and training-step activation memory of every model."""
-    p = load_params()
+    p = load_params(check_models=True)
     from dataclasses import asdict
 
     from src.models.summary import format_model_table, model_table
 
     s = p.study
-    patches = tuple(_shape(x) for x in patch_sizes.split(";")) if patch_sizes else tuple(s.patches.values())
+    patches = (
+        tuple(_shape(x, "--patch-sizes") for x in patch_sizes.split(";")) if patch_sizes else tuple(s.patches.values())
+    )
     table = model_table(s.models, patches, tuple(s.channels.values()), network=asdict(p.train.network))
     typer.echo(format_model_table(table))
 
@@ -324,7 +362,10 @@ def predict(
     tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
     voxel_spacing: Annotated[
         float | None,
-        typer.Option(help="With --tomogram: its voxel spacing in Angstrom (where its header has none, or is wrong)."),
+        typer.Option(
+            help="With --tomogram: its voxel spacing in Angstrom (where its header has none, or is wrong).",
+            callback=voxel_spacing_option,
+        ),
     ] = None,
     rescale: Annotated[
         bool,
@@ -350,6 +391,7 @@ def predict(
         raise UserError("--voxel-spacing goes with --tomogram (a copick project's spacing is in its zarr metadata)")
     check_output(out)  # before the heavy imports and any work
     _check_formats(formats or [])
+    names = _run_names(runs) if runs else None
     p = load_params()  # params and inputs before the heavy imports (torch): a bad one fails at once
     from src.data.copick_io import CopickProject, read_tomogram_file
     from src.hardware import pick_device
@@ -358,7 +400,6 @@ def predict(
     repro.pin_threads()  # the threads a cell's test inference ran with, so the same picks
     chosen_device = pick_device(device)
     project = CopickProject(copick, p.classes.weights, p.data.picks_user) if copick else None
-    names = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     if tomo_type is not None:
         check_name(tomo_type, "tomogram type", "--tomo-type")
     if project is not None and picks_to_copick:
@@ -425,7 +466,11 @@ def export(
         Path | None, typer.Option(help="File (napari: folder) to write (default: the first PICKS, format's suffix).")
     ] = None,
     voxel_spacing: Annotated[
-        float | None, typer.Option(help="Pixel size in Angstrom of every run (a CSV states none; overrides a JSON's).")
+        float | None,
+        typer.Option(
+            help="Pixel size in Angstrom of every run (a CSV states none; overrides a JSON's).",
+            callback=voxel_spacing_option,
+        ),
     ] = None,
     copick: Annotated[
         Path | None,
@@ -468,13 +513,13 @@ def thresholds(
 ):
     """Tune the post-processing plan on annotated runs (per-class thresholds of max F-beta for each point extractor,
     and the extractor) and store it in the model."""
+    names = _run_names(runs)
     p = load_params()
     from src.data.copick_io import CopickProject
     from src.inference.checkpoint import update_postprocess
     from src.inference.predict import tune_on_runs
 
     project = CopickProject(copick, p.classes.weights, p.data.picks_user)
-    names = [r.strip() for r in runs.split(",") if r.strip()]
     unknown = sorted(set(names) - set(project.run_names()))
     if unknown:
         raise UserError(f"run {unknown[0]} is not in the copick project {project.config_path}")
@@ -494,7 +539,10 @@ def train(
     patch: Annotated[str | None, typer.Option(help="Patch size key [params: study.patches].")] = None,
     sample: Annotated[str | None, typer.Option(help="Data sample key [params: study.samples].")] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Replicate seed, one of [params: train.seeds] (default: the first).")
+        int | None,
+        typer.Option(
+            help="Replicate seed, one of [params: train.seeds] (default: the first).", callback=option_range("[0, inf)")
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue from the last epoch checkpoint of an interrupted run.")
@@ -517,7 +565,7 @@ def train(
     ] = False,
 ):
     """Train one grid cell (DVC stage train@<configuration>-<seed>): fit, validate, tune thresholds, test, log."""
-    p = load_params()
+    p = load_params(check_models=True)
     from src.study import Study
 
     study = Study.from_params(p)
@@ -607,18 +655,18 @@ def tracking_serve(
         Path | None, typer.Option(help="Folder where the server keeps artifacts (default: mlruns/artifacts).")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every node may log to it).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", callback=option_range("[1, 65535]"))] = 5000,
 ):
-    """Start an MLflow server for many writers (the grid's jobs); export MLFLOW_TRACKING_URI as it prints."""
-    import os
-
+    """Start an MLflow server for many writers (the grid's jobs); export MLFLOW_TRACKING_URI as it prints. Runs until
+    Ctrl-C; exits non-zero if the server stops by itself."""
     from src import tracking
 
     command = tracking.server_command(backend_store_uri, artifacts, host, port)
+    tracking.check_port_free(host, port)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     typer.echo(f"export MLFLOW_TRACKING_URI=http://{shown}:{port}   # in every shell that trains or reports", err=True)
     typer.echo(" ".join(command), err=True)
-    os.execvp(command[0], command)
+    tracking.run_server(command)
 
 
 grid_app = typer.Typer(
@@ -649,20 +697,26 @@ def grid_run(
     ] = None,
     executor: Annotated[str, typer.Option(help="local (processes on this machine) or slurm (submitit).")] = "local",
     gpus: Annotated[
-        int | None, typer.Option(help="local: GPUs to use, one cell each; slurm: GPUs per job [params: grid.slurm].")
+        int | None,
+        typer.Option(
+            help="local: GPUs to use, one cell each; slurm: GPUs per job [params: grid.slurm].",
+            callback=option_range("[0, inf)"),
+        ),
     ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
             help="local: cells at once (default: --gpus, else cores // repro.cpu_threads); each computes with "
-            "repro.cpu_threads threads whatever the number of slots."
+            "repro.cpu_threads threads whatever the number of slots.",
+            callback=option_range("[1, inf)"),
         ),
     ] = None,
     partition: Annotated[str | None, typer.Option(help="slurm: partition [params: grid.slurm.partition].")] = None,
     time: Annotated[str | None, typer.Option(help="slurm: wall time per job, HH:MM [params: grid.slurm.time].")] = None,
     mem: Annotated[str | None, typer.Option(help="slurm: memory per job, e.g. 32G [params: grid.slurm.mem].")] = None,
     cpus_per_task: Annotated[
-        int | None, typer.Option(help="slurm: CPUs per job [params: grid.slurm.cpus_per_task].")
+        int | None,
+        typer.Option(help="slurm: CPUs per job [params: grid.slurm.cpus_per_task].", callback=option_range("[1, inf)")),
     ] = None,
 ):
     """Run cells to the end: submit, watch, resubmit failed ones to resume (grid.retries), dvc commit finished ones."""
@@ -671,7 +725,7 @@ def grid_run(
     from src.grid import GridRun, cpu_slots, run_grid, wall_minutes
     from src.tracking import repo_root
 
-    p = load_params()
+    p = load_params(check_models=True)  # every cell builds its network: refuse a model that cannot be built first
     grid = p.grid
     if executor == "slurm" and grid.slurm is not None:
         overrides = {
@@ -684,8 +738,6 @@ def grid_run(
         slurm = dataclasses.replace(grid.slurm, **{k: v for k, v in overrides.items() if v is not None})
         wall_minutes(slurm.time)
         grid = dataclasses.replace(grid, slurm=slurm)
-    if (gpus or 0) < 0 or (jobs is not None and jobs < 1):
-        raise UserError("--gpus must be 0 or more and --jobs 1 or more")
     chosen = _grid_cells(cells)
     slots = jobs or gpus or cpu_slots(p.repro.cpu_threads)
     run = GridRun(repo_root(), grid, executor, slots, gpus or 0)

@@ -39,6 +39,7 @@ from src.data.copick_io import read_picks_json
 from src.errors import DataError, UserError
 from src.metric import COORDS, POINT_COLUMNS, read_points_csv
 from src.names import check_name
+from src.ranges import check_voxel_spacing
 
 FORMATS = ("star", "tbl", "napari", "chimerax")
 SUFFIXES = {"star": ".star", "tbl": ".tbl", "napari": ".napari", "chimerax": ".cmm"}
@@ -66,7 +67,7 @@ def read_picks(paths: Iterable[str | Path]) -> pd.DataFrame:
             frame = pd.DataFrame(xyz, columns=COORDS)
             frame.insert(0, "particle_type", name)
             frame.insert(0, "experiment", run)
-            frame[SPACING] = float(payload["voxel_spacing"]) if payload.get("voxel_spacing") else np.nan
+            frame[SPACING] = _stated_spacing(payload, path)
         else:
             frame = read_points_csv(path)[POINT_COLUMNS].copy()
             frame[SPACING] = np.nan
@@ -74,6 +75,17 @@ def read_picks(paths: Iterable[str | Path]) -> pd.DataFrame:
     if not frames:
         raise UserError("give at least one picks file (a submission CSV or copick picks JSON)")
     return pd.concat(frames, ignore_index=True)
+
+
+def _stated_spacing(payload: dict, path: Path) -> float:
+    """The pixel size a copick picks file states (NaN: none), checked: a spacing of -20 would give negative pixel
+    coordinates, and one in nm coordinates ten times too large."""
+    stated = payload.get("voxel_spacing")
+    if stated is None:
+        return np.nan
+    if isinstance(stated, bool) or not isinstance(stated, int | float):
+        raise DataError(f"{path}: voxel_spacing {stated!r} is not a number")
+    return check_voxel_spacing(float(stated), f"{path}: voxel_spacing", DataError)
 
 
 def _json(path: Path) -> dict:
@@ -95,9 +107,7 @@ def points_with_spacing(
     if SPACING not in out:
         out[SPACING] = np.nan
     if voxel_spacing is not None:
-        if not voxel_spacing > 0:
-            raise UserError(f"--voxel-spacing must be positive, got {voxel_spacing:g}")
-        out[SPACING] = float(voxel_spacing)
+        out[SPACING] = check_voxel_spacing(float(voxel_spacing), "--voxel-spacing")
     elif spacings:
         known = out["experiment"].map(spacings)
         out[SPACING] = known.where(known.notna(), out[SPACING]).astype(float)

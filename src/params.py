@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from src.errors import UserError
+from src.ranges import inside
 from src.repro import ISAS
 
 PARAMS_FILE = Path("params.yaml")
@@ -343,12 +345,6 @@ def _build(cls, raw, where: str):
     raise ParamsError(f"{where}: unsupported type {cls}")
 
 
-def _inside(value, interval: str) -> bool:
-    lo, hi = (float(v) for v in interval[1:-1].split(","))
-    above = value > lo or (interval[0] == "[" and value == lo)
-    return above and (value < hi or (interval[-1] == "]" and value == hi))
-
-
 def range_problems(section, where: str) -> list[str]:
     """'<key> = <value> (must be in <interval>)' for every value outside its field's declared range."""
     problems = []
@@ -358,7 +354,7 @@ def range_problems(section, where: str) -> list[str]:
             problems += range_problems(value, name)
         elif "range" in f.metadata:
             for key, v in value.items() if isinstance(value, dict) else [(None, value)]:
-                if not all(_inside(x, f.metadata["range"]) for x in (v if isinstance(v, tuple) else [v])):
+                if not all(inside(x, f.metadata["range"]) for x in (v if isinstance(v, tuple) else [v])):
                     shown = list(v) if isinstance(v, tuple) else v
                     problems.append(
                         f"{name}{'' if key is None else '.' + key} = {shown} (must be in {f.metadata['range']})"
@@ -462,22 +458,69 @@ def _rerun_problems(p: Params) -> list[str]:
     return problems
 
 
-def parse_params(raw: dict) -> Params:
-    """Params from params.yaml's content; every value out of range is reported at once."""
+def empty_map_problems(study: StudyParams) -> list[str]:
+    """The study's maps that name nothing: no model, channel or patch key means no cell at all (an empty table)."""
+    return [
+        f"study.{name} = {{}} (must name at least one)"
+        for name in ("models", "channels", "patches")
+        if not getattr(study, name)
+    ]
+
+
+def model_problems(study: StudyParams) -> list[str]:
+    """Each study model whose attention block cannot be built with its attention_kwargs at the study's channel
+    counts (an unknown name, option or value), which a network would otherwise meet as a traceback. Imports torch
+    (seconds): only for the commands that build networks (load_params' `check_models`)."""
+    from src.models.attention import attention_problem
+
+    counts = {c for sizes in study.channels.values() for c in sizes}
+    found = {key: attention_problem(m.attention, m.attention_kwargs, counts) for key, m in study.models.items()}
+    return [f"study.models.{key}: {problem}" for key, problem in found.items() if problem]
+
+
+def parse_params(raw: dict, check_models: bool = False) -> Params:
+    """Params from params.yaml's content; every value out of range is reported at once. `check_models`: also build
+    each model's attention block once (see `model_problems`)."""
     params = _build(Params, raw, "params")
     problems = range_problems(params, "params")
     problems = [q.removeprefix("params.") for q in problems] + _consistency_problems(params)
+    problems += empty_map_problems(params.study)
     if problems:
         raise ParamsError(f"{len(problems)} params out of range: " + "; ".join(problems))
+    if check_models:  # after the ranges: the blocks are built at the channel counts, which must be valid
+        unbuildable = model_problems(params.study)
+        if unbuildable:
+            raise ParamsError("; ".join(unbuildable))
     return params
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last one
+    silently, so an edit above a forgotten older line would not take effect)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # a merge (<<) brings keys that this mapping may override
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the base loader's error
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_params(path: str | Path = PARAMS_FILE, check_models: bool = False) -> Params:
+    """params.yaml, checked; `check_models` for the commands that build networks from it (see `model_problems`)."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found: run from the repository root")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -487,4 +530,4 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
     if raw is None:
         raise ParamsError(f"{path} is empty")
-    return parse_params(raw)
+    return parse_params(raw, check_models)

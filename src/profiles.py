@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
+from ruamel.yaml.error import YAMLError
 
 from src.errors import UserError
 from src.params import parse_params
@@ -39,14 +40,26 @@ def apply_profile(name: str, params_file: str | Path, profiles_dir: str | Path =
     yaml.preserve_quotes = True
     yaml.width = 4096
     yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-    params = yaml.load(Path(params_file).read_text())
-    overrides = YAML(typ="safe").load(profile_path.read_text())
+    params = _read(yaml, params_file)
+    overrides = _read(YAML(typ="safe"), profile_path)
     changed: list[str] = []
     _merge(params, overrides, "", changed)
     parse_params(_plain(params))  # refuse to write params that would not load
     with Path(params_file).open("w") as f:
         yaml.dump(params, f)
     return changed
+
+
+def _read(yaml: YAML, path: str | Path):
+    """A YAML file's content; its syntax errors, a key given twice among them (ruamel refuses those), in one
+    sentence."""
+    try:
+        return yaml.load(Path(path).read_text())
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = (getattr(err, "problem", None) or type(err).__name__).split("\n")[0]
+        raise UserError(f"{path}: not valid YAML, {what}{at}") from None
 
 
 def _plain(node):

@@ -61,6 +61,43 @@ def tracking_uri() -> str:
     return server_uri() or local_uri()
 
 
+HEALTH_TIMEOUT = 3.0  # seconds for a server's /health to answer; MLflow's own client retries for minutes
+
+
+def server_answers(server: str, timeout: float = HEALTH_TIMEOUT) -> bool:
+    """Whether the MLflow server at `server` (http://host:port) is up: its /health answers within `timeout`."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(server.rstrip("/") + "/health", timeout=timeout) as reply:
+            return reply.status == 200
+    except (OSError, ValueError, urllib.error.URLError):  # ValueError: a URI urllib cannot parse
+        return False
+
+
+def check_server(uri: str) -> None:
+    """A UserError unless the store at `uri` can be reached: a server must answer its /health (a local store is
+    always there)."""
+    from src.errors import UserError
+
+    if uri.startswith(("http://", "https://")) and not server_answers(uri):
+        raise UserError(
+            f"the MLflow server {uri} does not answer at /health within {HEALTH_TIMEOUT:g} s: start it (python -m src "
+            f"tracking serve), or unset {ENV_SERVER} to use the local store"
+        )
+
+
+def mlflow_client(uri: str | None = None):
+    """An MLflow client of the store at `uri` (default: `tracking_uri()`), once a server there has answered: every
+    client call to a tracking server goes through here, so a server that is down is one error, not a long hang."""
+    uri = uri or tracking_uri()
+    check_server(uri)
+    import mlflow
+
+    return mlflow.MlflowClient(uri)
+
+
 def store_record() -> dict[str, str]:
     """What a metrics file says of its run's store: the server's URI, or nothing for the local sqlite store (whose
     absolute path would tie a committed file to one machine)."""
@@ -70,15 +107,13 @@ def store_record() -> dict[str, str]:
 
 def ensure_store(experiment: str = EXPERIMENT) -> str:
     """Create the store and the experiment if missing (once, under a lock); return the experiment id."""
-    import mlflow
-
     if server_uri() is not None:
-        return _ensure_server_experiment(mlflow.MlflowClient(server_uri()), experiment)
+        return _ensure_server_experiment(mlflow_client(server_uri()), experiment)
     folder = store_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".create.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        client = mlflow.MlflowClient(tracking_uri())
+        client = mlflow_client(tracking_uri())
         found = client.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
@@ -137,13 +172,11 @@ def cell_run(run_name: str, tags: dict[str, str], params: dict, run_id: str | No
 
 def fail_run_if_running(run_id: str) -> bool:
     """Mark the run FAILED if the store has it and it still says RUNNING (its process was killed without a chance to
-    say so); whether it did. Best effort: a run that is not in this store is left alone."""
-    import mlflow
-
+    say so); whether it did. Best effort: a run that is not in this store, or a server that is down, is left alone."""
     if server_uri() is None and not (store_dir() / "mlflow.db").exists():
         return False
     try:
-        client = mlflow.MlflowClient(tracking_uri())
+        client = mlflow_client()
         if client.get_run(run_id).info.status != "RUNNING":
             return False
         client.set_terminated(run_id, status="FAILED")
@@ -245,11 +278,9 @@ def run_export_path(metrics_file: str | Path) -> Path:
 
 def export_run(run_id: str, path: str | Path, tracking_uri_: str | None = None) -> Path:
     """Write run `run_id` of the store as compact JSON (sorted keys; metrics as [step, timestamp ms, value])."""
-    import mlflow
-
     from src.atomic import atomic_output
 
-    client = mlflow.MlflowClient(tracking_uri_ or tracking_uri())
+    client = mlflow_client(tracking_uri_)
     run = client.get_run(run_id)
     metrics = {}
     for key in sorted(run.data.metrics):
@@ -335,11 +366,10 @@ def find_run(client, run_id: str):
 def import_runs(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     """Load run exports into the store (`store_dir()`); (imported run ids, skipped: already there). Params, tags,
     every metric step with its time, and the run's start and end are kept; the id is new (MLflow assigns it)."""
-    import mlflow
+    experiment_id = ensure_store()  # first: a server that is down is refused before anything is read or sent
     from mlflow.entities import Metric, Param, RunTag
 
-    experiment_id = ensure_store()
-    client = mlflow.MlflowClient(tracking_uri())
+    client = mlflow_client()
     imported, skipped = [], []
     for path in paths:
         export = read_run_export(path)
@@ -369,10 +399,14 @@ def server_command(backend_store_uri: str | None, artifacts: str | Path | None, 
     served over HTTP from `artifacts` (default: the store's artifacts folder), so jobs on other nodes need no share."""
     import shutil
 
+    from src.errors import UserError
+
     backend = backend_store_uri or local_uri()
+    folder = Path(artifacts) if artifacts else store_dir() / "artifacts"
+    if folder.exists() and not folder.is_dir():  # the server would start, then fail on the first upload
+        raise UserError(f"--artifacts {folder} is a file; give a folder (it is made if missing)")
     if backend.startswith("sqlite:///"):
         store_dir().mkdir(parents=True, exist_ok=True)
-    folder = Path(artifacts) if artifacts else store_dir() / "artifacts"
     mlflow = shutil.which("mlflow") or "mlflow"
     return [
         mlflow,
@@ -387,6 +421,53 @@ def server_command(backend_store_uri: str | None, artifacts: str | Path | None, 
         "--port",
         str(port),
     ]
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A UserError unless a server may listen on host:port now: `mlflow server` on a busy port fails only after its
+    start-up, and still exits 0."""
+    import socket
+
+    from src.errors import UserError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise UserError(f"--host {host} is not an address to listen on ({err})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket does
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise UserError(
+                f"cannot listen on {host}:{port} ({err.strerror}): stop what uses it, or choose another --port"
+            ) from None
+
+
+def run_server(command: Sequence[str]) -> None:
+    """Run `command` (an `mlflow server`) until it is stopped: Ctrl-C or SIGTERM here is passed on to it (to its whole
+    process group, workers included), and then it ends normally. A UserError if it ends by itself, as `mlflow
+    server` exits 0 even when its web server failed."""
+    import signal
+
+    from src.errors import UserError
+
+    server = subprocess.Popen(list(command), start_new_session=True)  # its own group, which a signal reaches whole
+    stopped: list[int] = []
+
+    def stop(signum, frame):
+        stopped.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = server.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not stopped:
+        raise UserError(f"the MLflow server stopped by itself (exit code {code}); its messages above say why")
 
 
 # MLflow 3 opens an experiment in its GenAI view unless this tag says otherwise (the UI reads it; values as in

@@ -192,3 +192,18 @@ def test_predicted_picks_are_never_read_as_ground_truth(project):
     with_predictions = CopickProject(project / "copick_config.json", picks_user="predict").picks(RUN)
     n = (before.particle_type == "ribosome").sum()
     assert (with_predictions.particle_type == "ribosome").sum() == 2 * n  # asked for by name, they are read
+
+
+def test_a_tomogram_spacing_must_be_plausible_and_may_be_given_for_an_mrc_without_one(tmp_path):
+    volume = np.random.default_rng(0).normal(size=(8, 12, 16)).astype(np.float32)
+    with mrcfile.new(tmp_path / "t.mrc") as mrc:
+        mrc.set_data(volume)  # no voxel size in the header (0)
+    with pytest.raises(DataError, match="gives no voxel size; give it with --voxel-spacing"):
+        read_tomogram_file(tmp_path / "t.mrc")
+    assert read_tomogram_file(tmp_path / "t.mrc", voxel_spacing=7.84).voxel_spacing == 7.84
+    write_zarr_tomogram(tmp_path / "nm.zarr", volume, 1.348)  # in nm: 10 x too small, still plausible
+    assert read_tomogram_file(tmp_path / "nm.zarr").voxel_spacing == 1.348
+    for bad in (0.0134, -13.48, 13480.0):
+        write_zarr_tomogram(tmp_path / "odd.zarr", volume, bad)
+        with pytest.raises(DataError, match=f"odd.zarr: spacing {bad:g} is not a plausible cryo-ET voxel spacing"):
+            read_tomogram_file(tmp_path / "odd.zarr")

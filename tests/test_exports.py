@@ -200,7 +200,7 @@ def test_csv_without_pixel_size_is_refused_in_one_sentence(solution_csv, tmp_pat
     assert isinstance(result.exception, UserError)
     assert "--voxel-spacing" in str(result.exception)
     assert not (tmp_path / "x.star").exists()
-    with pytest.raises(UserError, match="positive"):
+    with pytest.raises(UserError, match="0 is not a plausible cryo-ET voxel spacing"):
         points_with_spacing(read_picks([solution_csv]), voxel_spacing=0.0)
     bad = run_cli("export", solution_csv, "--to", "pdb", "--voxel-spacing", 10)
     assert isinstance(bad.exception, UserError) and "pdb" in str(bad.exception)

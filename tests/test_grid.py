@@ -278,9 +278,9 @@ def mlflow_server(tmp_path):
 
 
 def grid_module_answers(url: str) -> bool:
-    from src.report.runs import _answers
+    from src.tracking import server_answers
 
-    return _answers(url, timeout=1)
+    return server_answers(url, timeout=1)
 
 
 def test_slurm_grid_on_an_mlflow_server_with_postgresql_resumes_a_cancelled_job(

@@ -135,6 +135,16 @@ def test_spacing_mismatch_is_an_error(checkpoint, params):
         predict_tomogram(model, meta, tomo, params.predict, progress=False)
 
 
+def test_a_constant_tomogram_is_refused_not_picked(checkpoint, params):
+    """Z-scored, a constant volume is all zeros, where the biases alone gave thousands of picks."""
+    from src.data.copick_io import Tomogram
+
+    model, meta = load_checkpoint(checkpoint)
+    tomo = Tomogram(np.full((16, 32, 32), 3.5, np.float32), SPACING, "blank")
+    with pytest.raises(DataError, match="tomogram 'blank' is constant \\(every voxel is 3.5\\)"):
+        predict_tomogram(model, meta, tomo, params.predict, progress=False)
+
+
 # --- points ---------------------------------------------------------------------------------------------------
 
 

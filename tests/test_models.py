@@ -236,6 +236,36 @@ def test_unknown_names_raise():
         build_model("se", channels=CHANNELS[0], attention_kwargs={"ratio": 8})
 
 
+@pytest.mark.parametrize(
+    "attention, kwargs, problem",
+    [
+        ("transformer", {}, "unknown attention 'transformer' (options: none, ag, se, cbam)"),
+        ("se", {"ratio": 8}, "takes no option 'ratio' (its options: reduction)"),
+        ("se", {"in_channels": 8}, "takes no option 'in_channels'"),  # the U-Net gives it, not params
+        ("none", {"reduction": 8}, "takes no option 'reduction' (its options: none)"),
+        ("se", {"reduction": 0}, "cannot be built with {'reduction': 0} at 16 channels"),
+        ("cbam", {"reduction": 32}, "cannot be built with {'reduction': 32} at 16 channels"),
+        ("cbam", {"kernel_size": 4}, "positive odd number"),
+        ("ag", {"inter_channels": -1}, "cannot be built with {'inter_channels': -1}"),
+    ],
+)
+def test_attention_options_are_checked_against_the_block(attention, kwargs, problem):
+    from src.models.attention import attention_problem
+
+    assert problem in attention_problem(attention, kwargs, (16, 32, 64, 128))
+
+
+def test_the_study_models_pass_the_check_and_leave_the_seeded_stream_alone():
+    from src.models.attention import attention_problem
+
+    models = load_params(REPO / "params.yaml").study.models
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    assert [attention_problem(m.attention, m.attention_kwargs, (16, 32, 256)) for m in models.values()] == [None] * 4
+    assert torch.equal(torch.rand(3), expected)
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_config_round_trip(name):
     model = _build(name, channels=CHANNELS[1], out_channels=5, norm=("instance", {"affine": True}), dropout=0.1)

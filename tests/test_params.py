@@ -5,6 +5,7 @@ import typing
 import pytest
 import yaml
 
+from src.errors import UserError
 from src.params import Params, ParamsError, load_params, parse_params
 from src.profiles import apply_profile
 from tests.conftest import REPO
@@ -127,3 +128,28 @@ def test_every_demo_patch_is_as_deep_as_the_largest_particle(repo_params):
     for key in study.patch_keys:
         depth = study.trained_patch(key, params.train.patch_scale)[0]
         assert depth >= largest, f"{key}: {depth} voxels deep, the largest particle is {largest:.1f}"
+
+
+def test_a_key_given_twice_is_refused_where_params_are_read(tmp_path):
+    text = (REPO / "params.yaml").read_text()
+    twice = tmp_path / "params.yaml"
+    twice.write_text(text.replace("\ntrain:\n", "\ntrain:\n  epochs: 99\n", 1))
+    with pytest.raises(ParamsError, match=r"params.yaml: not valid YAML, found duplicate key 'epochs' at line \d+"):
+        load_params(twice)
+    with pytest.raises(UserError, match=r"params.yaml: not valid YAML, found duplicate key \"epochs\".* at line \d+"):
+        apply_profile("paper", twice, REPO / "profiles")
+    assert twice.read_text().count("epochs: 99") == 1  # not rewritten
+
+
+def test_yaml_merge_keys_may_still_override():
+    from src.params import UniqueKeyLoader
+
+    text = "base: &b {p: 1, q: 2}\nmine:\n  <<: *b\n  p: 3\n"
+    assert yaml.load(text, Loader=UniqueKeyLoader)["mine"] == {"p": 3, "q": 2}
+
+
+def test_an_empty_model_map_is_refused():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["study"]["models"] = {}
+    with pytest.raises(ParamsError, match=r"study.models = \{\} \(must name at least one\)"):
+        parse_params(raw)

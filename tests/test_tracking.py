@@ -4,6 +4,7 @@ a fresh store with its params, metric steps and tags."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import mlflow
@@ -136,3 +137,65 @@ def test_a_metrics_file_naming_a_server_that_is_gone_is_read_from_its_export(log
     assert tracking.tracking_uri() == gone and tracking.store_record() == {"mlflow_tracking_uri": gone}
     monkeypatch.setenv(tracking.ENV_SERVER, "sqlite:///elsewhere.db")  # not a server: the local store stays
     assert tracking.tracking_uri() == tracking.local_uri() and tracking.store_record() == {}
+
+
+# --- the tracking server: refused before it starts, and a death is an error --------------------------------------
+
+
+def _listening_socket():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s
+
+
+def test_a_busy_port_is_refused_before_the_server_starts(tmp_path):
+    import subprocess
+    import sys
+
+    with _listening_socket() as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(UserError, match=f"cannot listen on 127.0.0.1:{port} .*another --port"):
+            tracking.check_port_free("127.0.0.1", port)
+        env = {**os.environ, "PYTHONPATH": str(REPO), tracking.ENV_STORE: str(tmp_path / "mlruns")}
+        serve = [sys.executable, "-m", "src", "tracking", "serve", "--port", str(port)]
+        result = subprocess.run(serve, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot listen on")
+    tracking.check_port_free("127.0.0.1", port)  # free again
+
+
+def test_an_artifacts_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "artifacts").write_text("not a folder")
+    with pytest.raises(UserError, match="--artifacts .*artifacts is a file"):
+        tracking.server_command(None, tmp_path / "artifacts", "127.0.0.1", 5000)
+    assert "--artifacts-destination" in tracking.server_command(None, tmp_path / "new", "127.0.0.1", 5000)
+
+
+def test_a_server_that_ends_by_itself_is_an_error_and_a_stopped_one_is_not():
+    import signal
+    import sys
+    import threading
+
+    with pytest.raises(UserError, match=r"stopped by itself \(exit code 0\)"):
+        tracking.run_server([sys.executable, "-c", "pass"])
+    stop = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))  # as `kill` or SLURM would
+    stop.start()
+    tracking.run_server([sys.executable, "-c", "import time; time.sleep(60)"])  # returns: stopped on request
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_client_of_a_server_that_is_down_is_one_quick_error(tmp_path, monkeypatch):
+    import time
+
+    with _listening_socket() as s:
+        port = s.getsockname()[1]  # closed below: nothing listens there afterwards
+    monkeypatch.setenv(tracking.ENV_SERVER, f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    for call in (tracking.mlflow_client, tracking.ensure_store, lambda: tracking.import_runs([tmp_path / "x.json"])):
+        with pytest.raises(UserError, match=f"MLflow server http://127.0.0.1:{port} does not answer at /health"):
+            call()
+    assert time.monotonic() - started < 10
+    assert tracking.fail_run_if_running("0" * 32) is False  # best effort: left alone

@@ -38,6 +38,7 @@ from src.classes import CZII_CLASSES, ParticleClass, by_name, classes_from_copic
 from src.errors import DataError
 from src.metric import COORDS, POINT_COLUMNS
 from src.names import check_name
+from src.ranges import check_voxel_spacing
 
 CONFIG_NAME = "copick_config.json"
 
@@ -209,7 +210,8 @@ def _run_name(path: Path) -> str:
     return path.stem
 
 
-def read_mrc_tomogram(path: str | Path) -> Tomogram:
+def read_mrc_tomogram(path: str | Path, voxel_spacing: float | None = None) -> Tomogram:
+    """An MRC tomogram; `voxel_spacing` (Angstrom) replaces its header's, which may then be missing (0)."""
     import mrcfile
 
     path = Path(path)
@@ -221,23 +223,26 @@ def read_mrc_tomogram(path: str | Path) -> Tomogram:
             spacing = float(mrc.voxel_size.x)
     except Exception as err:
         raise DataError(f"{path}: cannot read the MRC file ({type(err).__name__}: {err})") from None
-    if spacing <= 0:
-        raise DataError(f"{path}: the MRC header gives no voxel size")
+    if voxel_spacing is not None:
+        spacing = voxel_spacing
+    elif spacing <= 0:
+        raise DataError(f"{path}: the MRC header gives no voxel size; give it with --voxel-spacing")
     return Tomogram(_check_volume(data, str(path)), spacing, path.stem)
 
 
 def read_tomogram_file(path: str | Path, voxel_spacing: float | None = None) -> Tomogram:
-    """A single tomogram from an .mrc/.rec or .zarr path; `voxel_spacing` (Angstrom) replaces its header's."""
+    """A single tomogram from an .mrc/.rec or .zarr path; `voxel_spacing` (Angstrom) replaces its header's. Its
+    spacing must be a plausible one (a header in nm, or in m, would otherwise rescale to nonsense)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".mrc", ".rec", ".map"):
-        tomo = read_mrc_tomogram(path)
-        if voxel_spacing is not None:
-            tomo.voxel_spacing = voxel_spacing
-        return tomo
-    if suffix == ".zarr":
-        return read_zarr_tomogram(path, voxel_spacing=voxel_spacing, override=True)
-    raise DataError(f"{path}: unknown tomogram format '{suffix}' (expected .mrc or .zarr)")
+        tomo = read_mrc_tomogram(path, voxel_spacing)
+    elif suffix == ".zarr":
+        tomo = read_zarr_tomogram(path, voxel_spacing=voxel_spacing, override=True)
+    else:
+        raise DataError(f"{path}: unknown tomogram format '{suffix}' (expected .mrc or .zarr)")
+    check_voxel_spacing(tomo.voxel_spacing, f"{path}: spacing", DataError)
+    return tomo
 
 
 def _downsample2(volume: np.ndarray) -> np.ndarray:

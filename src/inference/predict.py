@@ -30,7 +30,7 @@ from src.data.copick_io import (
     picks_file_name,
     write_picks_json,
 )
-from src.errors import UserError
+from src.errors import DataError, UserError
 from src.hardware import pick_device
 from src.inference.checkpoint import NORMALIZATION, load_checkpoint
 from src.inference.plan import PostprocessPlan, plan_for
@@ -152,9 +152,20 @@ def predict_tomogram(
         from src.inference.rescale import resample_tomogram
 
         tomo = resample_tomogram(tomo, trained)
+    check_has_contrast(tomo)
     if meta.get("normalization", NORMALIZATION) != NORMALIZATION:
         raise UserError(f"checkpoint normalisation '{meta['normalization']}' is not supported")
     return predict_volume(model, tomo.data, tuple(meta["patch_size"]), tomo.voxel_spacing, params, progress)
+
+
+def check_has_contrast(tomo: Tomogram) -> None:
+    """A DataError for a constant tomogram (a blank or zero-filled file): it z-scores to all zeros, where the
+    network's biases alone would "find" thousands of particles. NaNs and infinities are refused when it is read."""
+    lowest, highest = float(tomo.data.min()), float(tomo.data.max())
+    if lowest == highest:
+        raise DataError(
+            f"tomogram '{tomo.name}' is constant (every voxel is {lowest:g}): there is nothing to pick in it"
+        )
 
 
 def with_plan(params: PredictParams, plan: PostprocessPlan) -> PredictParams:

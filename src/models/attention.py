@@ -13,16 +13,20 @@ params.yaml (``study.models.<model>.attention_kwargs``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 import torch.nn as nn
 
 from src.models.blocks import CBAM, AttentionGate, SqueezeExcitation
 
-__all__ = ["ATTENTION", "SITES", "AttentionEntry", "attention_entry", "register_attention"]
+__all__ = ["ATTENTION", "SITES", "AttentionEntry", "attention_entry", "attention_problem", "register_attention"]
 
 SITES = ("encoder", "skip")
+CHANNEL_ARGS = {"encoder": 2, "skip": 3}  # a block's leading arguments that the U-Net gives (see above), not options
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,38 @@ def attention_entry(name: str) -> AttentionEntry | None:
     if name not in ATTENTION:
         raise ValueError(f"unknown attention {name!r}; options are {', '.join(ATTENTION)}")
     return ATTENTION[name]
+
+
+def block_options(entry: AttentionEntry) -> tuple[str, ...] | None:
+    """The options (attention_kwargs keys) that `entry`'s block takes; None when it takes any (a **kwargs)."""
+    parameters = list(inspect.signature(entry.block).parameters.values())[CHANNEL_ARGS[entry.site] :]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return tuple(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def _build_block(entry: AttentionEntry, channels: int, kwargs: Mapping[str, Any]) -> nn.Module:
+    """One block as the U-Net builds it at a level of `channels` (a skip's gate: gated by as many)."""
+    with torch.random.fork_rng(devices=[]):  # its weight initialisation must not move the caller's seeded stream
+        if entry.site == "skip":
+            return entry.block(3, channels, channels, **kwargs)
+        return entry.block(3, channels, **kwargs)
+
+
+def attention_problem(name: str, kwargs: Mapping[str, Any], channels: Iterable[int]) -> str | None:
+    """Why attention `name` with options `kwargs` cannot be built into a U-Net of these channel counts, or None: an
+    unknown name, an option its block does not take, or a value its block refuses (tried on one block per channel
+    count: milliseconds, and the block's own checks, so no rule here to keep in step with it)."""
+    if name not in ATTENTION:
+        return f"unknown attention '{name}' (options: {', '.join(ATTENTION)})"
+    entry = ATTENTION[name]
+    options = () if entry is None else block_options(entry)
+    unknown = [] if options is None else sorted(set(kwargs) - set(options))
+    if unknown:
+        return f"attention '{name}' takes no option '{unknown[0]}' (its options: {', '.join(options) or 'none'})"
+    for count in sorted(set(channels)) if entry is not None else ():
+        try:
+            _build_block(entry, count, kwargs)
+        except Exception as err:  # whatever the block raises for a value it cannot use
+            return f"attention '{name}' cannot be built with {dict(kwargs)} at {count} channels ({err})"
+    return None

@@ -33,7 +33,7 @@ def main(
     from src.study import Study
 
     try:
-        p = load_params(params_file)
+        p = load_params(params_file, check_models=True)  # the cost table builds every model
         metrics = metrics_dir or p.train.metrics_dir
         written = build_report(
             metrics,
@@ -86,6 +86,7 @@ def compare(
     import math
 
     from src.params import load_params
+    from src.ranges import check_number
     from src.report.compare import Criterion, committed_metrics, compare_studies
     from src.report.noise import given_noise
     from src.report.stats import Scoring
@@ -93,10 +94,10 @@ def compare(
 
     try:
         p = load_params(params_file)
-        if sigma is not None and not (sigma > 0 and math.isfinite(sigma)):
-            raise UserError(f"--sigma {sigma} must be a positive number")
-        if sigma_df is not None and not sigma_df > 0:
-            raise UserError(f"--sigma-df {sigma_df} must be positive")
+        if sigma is not None:
+            check_number(sigma, "--sigma", "(0, inf)")
+        if sigma_df is not None:
+            check_number(sigma_df, "--sigma-df", "(0, inf]")  # inf: a known sigma
         if sigma_df is not None and sigma is None:
             raise UserError("--sigma-df needs --sigma")
         noise = None if sigma is None else given_noise(sigma, sigma_df or math.inf, p.report.confidence)

@@ -102,23 +102,11 @@ class RunStores:
 
 
 def _client(uri: str):
-    import mlflow
-
-    if uri.startswith(("http://", "https://")) and not _answers(uri):
-        return None
-    return mlflow.MlflowClient(uri)
-
-
-def _answers(server: str, timeout: float = 3.0) -> bool:
-    """Whether an MLflow server is up (its /health); MLflow's own client would retry for minutes."""
-    import urllib.error
-    import urllib.request
-
+    """A client of the store at `uri`, or None for a server that does not answer (the exports stand in for it)."""
     try:
-        with urllib.request.urlopen(server.rstrip("/") + "/health", timeout=timeout) as reply:
-            return reply.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
+        return tracking.mlflow_client(uri)
+    except UserError:
+        return None
 
 
 def _record_sizes(record: dict, key: str) -> tuple[int, ...] | None:

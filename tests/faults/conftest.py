@@ -27,6 +27,7 @@ import yaml
 
 import src.__main__ as cli
 import src.data.copick_io  # noqa: F401  (loaded once here, so that each forked command starts warm)
+import src.models.attention  # noqa: F401  (torch: the commands that build networks check params.yaml's models with it)
 from tests.conftest import REPO
 
 RUN = "TS_SYN_000"

@@ -3,14 +3,18 @@ asserts exit code 2, one `error:` line naming the thing at fault, no traceback o
 (nothing lost, nothing half-written).
 
 Inputs here: damaged zarr tomograms (a truncated chunk segfaulted, a deleted one read as zeros), params out of range
-or unreadable (each command that reads params.yaml), and neighbouring faults that were already clean.
+or unreadable (each command that reads params.yaml), numbers out of range on the command line or in a file's header,
+params that load but cannot build a network, a tracking server that is down, and neighbouring faults that were
+already clean.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -43,6 +47,7 @@ class Case:
     damage: Callable[[Path], None]
     args: list[str]
     names: tuple[str, ...]  # what the error line must name
+    env: dict[str, str] = field(default_factory=dict)  # more environment for the command
 
 
 def params(changes: dict) -> Callable[[Path], None]:
@@ -324,14 +329,195 @@ OTHER = [
 ]
 
 
-CASES = _zarr_cases() + _range_cases() + OTHER
+# --- numbers on the command line: each numeric option refuses NaN, infinities and values out of its range ------
+SPACING_WORDS = ("not a plausible cryo-ET voxel spacing", "Angstrom, from 0.5 to 100")
+OPTIONS = [  # (command line, the option it names, what the range says)
+    ([*COMMANDS["predict"], "--voxel-spacing", "0.01", "--rescale"], "--voxel-spacing 0.01", SPACING_WORDS),
+    ([*COMMANDS["predict"], "--voxel-spacing", "nan"], "--voxel-spacing nan", SPACING_WORDS),
+    ([*COMMANDS["predict"], "--voxel-spacing", "0"], "--voxel-spacing 0", SPACING_WORDS),
+    ([*COMMANDS["predict"], "--voxel-spacing", "-10", "--rescale"], "--voxel-spacing -10", SPACING_WORDS),
+    (["info", ZARR, "--voxel-spacing", "inf"], "--voxel-spacing inf", SPACING_WORDS),
+    (["info", ZARR, "--voxel-spacing", "10000"], "--voxel-spacing 10000", SPACING_WORDS),  # 1,000 x off
+    (["export", "s.csv", "--to", "star", "--voxel-spacing", "0.001"], "--voxel-spacing 0.001", SPACING_WORDS),
+    (["score", "a.csv", "b.csv", "--beta", "nan"], "--beta nan", ("(0, inf)",)),
+    (["score", "a.csv", "b.csv", "--distance-multiplier", "-0.5"], "--distance-multiplier -0.5", ("(0, inf)",)),
+    (["synth", "--out", "fresh", "--runs", "0"], "--runs 0", ("[1, inf)",)),
+    (["synth", "--out", "fresh", "--seed", "-1"], "--seed -1", ("[0, inf)",)),
+    (["synth", "--out", "fresh", "--workers", "0"], "--workers 0", ("[1, inf)",)),
+    (["synth", "--out", "fresh", "--shape", "32,0,64"], "--shape", ("at least 1 voxel", "32,0,64")),
+    (["data", "--workers", "-2"], "--workers -2", ("[1, inf)",)),
+    (["download", "--dataset", "0", "--out", "portal"], "--dataset 0", ("[1, inf)",)),
+    (["train", "--cell", "unet-c16-p64-s1", "--seed", "-1"], "--seed -1", ("[0, inf)",)),
+    (["models", "--patch-sizes", "32,-64,64"], "--patch-sizes", ("at least 1 voxel",)),
+    (["grid", "run", "--gpus", "-1"], "--gpus -1", ("[0, inf)",)),
+    (["grid", "run", "--jobs", "0"], "--jobs 0", ("[1, inf)",)),
+    (["grid", "run", "--executor", "slurm", "--cpus-per-task", "0"], "--cpus-per-task 0", ("[1, inf)",)),
+    (["tracking", "serve", "--port", "70000"], "--port 70000", ("[1, 65535]",)),
+    (["tracking", "serve", "--port", "0"], "--port 0", ("[1, 65535]",)),
+]
+
+
+def _option_cases() -> list[Case]:
+    return [Case(f"option:{name}/{args[0]}", nothing, args, (name, *words)) for args, name, words in OPTIONS]
+
+
+def _zarr_with_spacing(spacing: float) -> Callable[[Path], None]:
+    def damage(work: Path) -> None:
+        import numpy as np
+
+        from src.data.copick_io import write_zarr_tomogram
+
+        write_zarr_tomogram(work / "odd.zarr", np.random.default_rng(0).random((8, 16, 16), np.float32), spacing)
+
+    return damage
+
+
+def _picks_file(spacing) -> Callable[[Path], None]:
+    payload = {"pickable_object_name": "ribosome", "run_name": RUN, "voxel_spacing": spacing, "unit": "angstrom"}
+    payload["points"] = [{"location": {"x": 100.0, "y": 100.0, "z": 100.0}}]
+    return write("picks.json", json.dumps(payload))
+
+
+def _closed_port() -> int:
+    """A port on which nothing listens (just released by the kernel's choice)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _duplicate_key(after: str, line: str) -> Callable[[Path], None]:
+    """params.yaml with `line` inserted after the line `after`: a key that the section already has."""
+
+    def damage(work: Path) -> None:
+        text = (work / "params.yaml").read_text()
+        assert f"\n{after}\n" in text
+        (work / "params.yaml").write_text(text.replace(f"\n{after}\n", f"\n{after}\n{line}\n", 1))
+
+    return damage
+
+
+def _model(key: str, **changes) -> Callable[[Path], None]:
+    return params({f"study.models.{key}.{name}": value for name, value in changes.items()})
+
+
+UNBUILDABLE = ("study.models.unet_se",)
+VALUES = [
+    # a tomogram's own header: spacing in nm, or 1,000 x off
+    Case("header-spacing-0.01/info", _zarr_with_spacing(0.01), ["info", "odd.zarr"], ("odd.zarr", *SPACING_WORDS)),
+    Case(
+        "header-spacing-1000/predict",
+        _zarr_with_spacing(1000.0),
+        [*COMMANDS["predict"][:-1], "odd.zarr", "--rescale"],
+        ("odd.zarr", *SPACING_WORDS),
+    ),
+    # a run named twice would be predicted, tuned or written twice
+    *(
+        Case(f"run-twice/{command}", nothing, [*args, "--runs", f"{RUN},{RUN}"], ("--runs", RUN, "more than once"))
+        for command, args in (
+            ("predict", ["predict", "--model", "m.pt", "--out", "o.csv", "--copick", "data/project"]),
+            ("thresholds", COMMANDS["thresholds"][:-2]),
+            ("solution", COMMANDS["solution"]),
+        )
+    ),
+    # a picks file's own pixel size
+    Case("picks-spacing--20/export", _picks_file(-20), ["export", "picks.json", "--to", "star"], ("picks.json", "-20")),
+    Case(
+        "picks-spacing-0/export",
+        _picks_file(0),
+        ["export", "picks.json", "--to", "tbl"],
+        ("picks.json", "voxel_spacing 0"),
+    ),
+    Case(
+        "picks-spacing-text/export",
+        _picks_file("ten"),
+        ["export", "picks.json", "--to", "star"],
+        ("picks.json", "not a number"),
+    ),
+    Case(
+        "picks-spacing-nan/export",
+        _picks_file(float("nan")),  # json writes NaN, and Python's json reads it
+        ["export", "picks.json", "--to", "napari"],
+        ("picks.json", "voxel_spacing nan"),
+    ),
+    # params that load but cannot build a network: refused when a command that builds one loads them
+    Case(
+        "unknown-attention/train",
+        _model("unet_se", attention="sex"),
+        COMMANDS["train"],
+        (*UNBUILDABLE, "unknown attention 'sex'"),
+    ),
+    Case(
+        "attention-reduction-0/train",
+        _model("unet_se", attention_kwargs={"reduction": 0}),
+        COMMANDS["train"],
+        (*UNBUILDABLE, "{'reduction': 0}", "16 channels"),
+    ),
+    Case(
+        "attention-reduction-too-large/models",
+        _model("unet_se", attention_kwargs={"reduction": 64}),
+        COMMANDS["models"],
+        (*UNBUILDABLE, "{'reduction': 64}"),
+    ),
+    Case(
+        "attention-unknown-option/models",
+        _model("unet_cbam", attention_kwargs={"reduction": 8, "kernel": 7}),
+        COMMANDS["models"],
+        ("study.models.unet_cbam", "no option 'kernel'", "kernel_size"),
+    ),
+    Case(
+        "attention-even-kernel/train",
+        _model("unet_cbam", attention_kwargs={"reduction": 8, "kernel_size": 4}),
+        COMMANDS["train"],
+        ("study.models.unet_cbam", "kernel_size"),
+    ),
+    Case(
+        "attention-options-on-none/models",
+        _model("unet", attention_kwargs={"reduction": 8}),
+        COMMANDS["models"],
+        ("study.models.unet", "no option 'reduction'"),
+    ),
+    *(
+        Case(f"empty-models/{c}", params({"study.models": {}}), COMMANDS[c], ("study.models = {}", "at least one"))
+        for c in ("models", "info")
+    ),
+    # a key given twice: the second would silently win
+    Case(
+        "duplicate-top-key/split",
+        lambda w: (w / "params.yaml").write_text((w / "params.yaml").read_text() + "split:\n  seed: 1\n"),
+        ["split"],
+        ("params.yaml", "duplicate key 'split'"),
+    ),
+    Case(
+        "duplicate-key/train",
+        _duplicate_key("train:", "  epochs: 99"),
+        COMMANDS["train"],
+        ("params.yaml", "duplicate key 'epochs'", "line"),
+    ),
+    # servers
+    Case(
+        "artifacts-is-a-file/serve",
+        write("art", "x"),
+        ["tracking", "serve", "--artifacts", "art"],
+        ("--artifacts art", "is a file"),
+    ),
+    Case(
+        "server-down/import",
+        write("run.json", "{}"),
+        ["tracking", "import", "run.json"],
+        ("MLflow server", "does not answer", "/health"),
+        env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_closed_port()}"},
+    ),
+]
+
+
+CASES = _zarr_cases() + _range_cases() + OTHER + _option_cases() + VALUES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_clean_error(case: Case, workspace: Path):
     case.damage(workspace)
     before = snapshot(workspace)
-    result = run_cli(case.args, workspace)
+    result = run_cli(case.args, workspace, env=case.env)
     assert_clean_error(result, case.names)
     after = snapshot(workspace)
     assert after == before, f"files changed: {sorted(set(after) ^ set(before)) or 'sizes or times'}"
