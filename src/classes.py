@@ -34,7 +34,7 @@ class ParticleClass:
         return entry
 
 
-# The CZII competition's six classes (DESIGN.md section 2). Weight 0 means "present but not scored".
+# The CZII competition's six classes (docs/design.md section 2). Weight 0 means "present but not scored".
 CZII_CLASSES: tuple[ParticleClass, ...] = (
     ParticleClass("apo-ferritin", 1, 60.0, 1.0, "4V1W", (0, 117, 220, 128), 0.0418),
     ParticleClass("beta-amylase", 2, 65.0, 0.0, "1FA2", (153, 63, 0, 128), 0.035),

@@ -16,7 +16,7 @@ from src.classes import CZII_CLASSES, by_name
 from src.data.copick_io import CopickProject
 from src.data.masks import label_mask, paint_spheres
 from src.errors import DataError, UserError
-from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_thresholds
+from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_postprocess
 from src.inference.plan import PostprocessPlan
 from src.inference.points import PROB_SCALE, blob_size_bounds, maps_to_points
 from src.inference.predict import (
@@ -83,8 +83,9 @@ def test_checkpoint_round_trip(checkpoint, tmp_path):
 
     copy = tmp_path / "copy.pt"
     copy.write_bytes(checkpoint.read_bytes())
-    update_thresholds(copy, {"ribosome": 0.7})
-    assert load_checkpoint(copy)[1]["thresholds"]["ribosome"] == 0.7
+    update_postprocess(copy, {"extractor": "peaks"})
+    assert load_checkpoint(copy)[1]["postprocess"] == {"extractor": "peaks"}
+    assert load_checkpoint(copy)[1]["thresholds"] == meta["thresholds"]  # everything else kept
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(checkpoint.read_bytes()[:1000])

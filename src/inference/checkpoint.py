@@ -116,15 +116,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model, meta
 
 
-def update_thresholds(path: str | Path, thresholds: dict[str, float]) -> None:
-    """Replace the per-class thresholds stored in a checkpoint (atomically), keeping everything else."""
-    path = Path(path)
-    payload = _read(path)
-    payload["thresholds"] = {**payload["thresholds"], **{str(k): float(v) for k, v in thresholds.items()}}
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
-
-
 def update_postprocess(path: str | Path, postprocess: dict) -> None:
     """Replace the post-processing plan (`PostprocessPlan.to_dict()`) stored in a checkpoint, atomically."""
     path = Path(path)

@@ -17,7 +17,6 @@ from src.params import Params
 EXTRACTORS = ("argmax", "components", "peaks")
 AUTO = "auto"  # params.predict.extractor: the better of SELECTABLE on validation
 SELECTABLE = ("components", "peaks")
-PLAN_SOURCES = ("checkpoint", "params")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from src.inference.points import (
     peak_candidates,
     quantised,
 )
-from src.metric import COORDS, fbeta_score, match_counts
+from src.metric import COORDS, class_fbeta, fbeta_score, match_counts
 from src.params import Params
 
 
@@ -40,13 +40,6 @@ def threshold_grid(spec: tuple[float, float, float]) -> np.ndarray:
     if step <= 0 or stop < start:
         raise UserError(f"predict.threshold_grid must be start <= stop and step > 0, got {spec}")
     return np.round(np.arange(start, stop + step / 2, step), 6)
-
-
-def _fbeta(tp: int, fp: int, fn: int, beta: float) -> float:
-    precision = tp / (tp + fp) if tp + fp > 0 else 0.0
-    recall = tp / (tp + fn) if tp + fn > 0 else 0.0
-    b2 = beta**2
-    return (1 + b2) * precision * recall / (b2 * precision + recall) if precision + recall > 0 else 0.0
 
 
 def threshold_sweep(maps, c: ParticleClass, plan: PostprocessPlan, grid: np.ndarray):
@@ -114,7 +107,7 @@ def tune_extractor(
             for run, m in maps_by_run.items():
                 xyz = voxel_to_angstrom(sweeps[run](float(t)).reshape(-1, 3), m.voxel_spacing)
                 totals += match_counts(reference[run], xyz, radius)
-            score = _fbeta(*(int(v) for v in totals), beta)
+            score = float(class_fbeta(*(int(v) for v in totals), beta)[2])
             if score > best_score + 1e-12:
                 best, best_score = float(t), score
         thresholds[c.name], scores[c.name] = best, best_score

@@ -150,12 +150,6 @@ def verdict(c: Paired, s: Settings, higher: str, lower: str, equivalence: bool =
     return INCONCLUSIVE
 
 
-def bonferroni(pvalues: list[float], factor: int | None = None) -> list[float]:
-    """min(1, m p) with m the number of finite p-values (or `factor`); NaN stays NaN."""
-    m = factor or sum(not math.isnan(p) for p in pvalues)
-    return [p if math.isnan(p) else min(1.0, m * p) for p in pvalues]
-
-
 def t_interval(mean: float, sd: float, n: int, level: float) -> tuple[float, float]:
     """Two-sided t interval of a mean of n values at confidence `level`."""
     half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)

@@ -1,4 +1,4 @@
-"""MONAI dictionary transforms exactly as the paper lists them (DESIGN.md section 1).
+"""MONAI dictionary transforms exactly as the paper lists them (docs/design.md section 1).
 
 Preprocessing (once per tomogram): EnsureChannelFirstd, NormalizeIntensityd (z-score per volume), Orientationd (RAS).
 Augmentation (per patch): RandCropByLabelClassesd (crops centred on labelled classes), RandFlipd (each axis),
