@@ -93,10 +93,6 @@ def driver_lock(log_dir: Path) -> Iterator[None]:
         yield
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM takes Ctrl-C's path: stop the local cells, record them, write the state
-
-
 # --- the DVC side: which stages are stale, and the record of a finished one ------------------------------------------
 
 
@@ -318,7 +314,7 @@ def run_grid(run: GridRun, cells: Sequence[Cell], say: Callable[[str], None] = p
         jobs = read_state(run.log_dir)
         handles, waiting = _plan(run, cells, jobs, say)
         write_state(run.log_dir, jobs)
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes Ctrl-C's path below
         try:
             _drive(run, jobs, handles, waiting, say)
         except KeyboardInterrupt:  # stopped local jobs are interrupted (resumed next time), others detached

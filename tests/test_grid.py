@@ -52,7 +52,7 @@ def _copy(repo: Path, dest: Path) -> Path:
     return dest
 
 
-def _start_grid(repo: Path, env: dict, *args: str) -> subprocess.Popen:
+def _start_grid(repo: Path, env: dict, *args: str, own_group: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "src", "grid", "run", *args],
         cwd=repo,
@@ -60,6 +60,7 @@ def _start_grid(repo: Path, env: dict, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=own_group,  # a process group of its own, as a shell gives a command (Ctrl-C signals it all)
     )
 
 
@@ -310,20 +311,24 @@ def test_a_second_train_of_a_cell_refuses_while_the_first_finishes(grid_repo, or
     assert (direct["weights_sha256"], direct["test_score"]) == (gridded["weights_sha256"], gridded["test_score"])
 
 
-def test_sigterm_stops_and_records_the_cells_and_the_rerun_resumes_them(grid_repo, tmp_path):
+@pytest.mark.parametrize("stop", ["kill -TERM of the driver", "Ctrl-C"])
+def test_a_stopped_driver_stops_and_records_its_cells_and_the_rerun_resumes_them(grid_repo, tmp_path, stop):
     repo = _copy(grid_repo, tmp_path / "repo")
     store, cell = tmp_path / "mlruns", "unet-c16-p64-s2-r0"
     env = _local_env(store)
-    driver = _start_grid(repo, env, cell)
+    driver = _start_grid(repo, env, cell, own_group=True)
     _wait_for_epoch(repo, cell, driver)
     job = _job(repo, cell)
     train = _train_process(job)
-    driver.send_signal(signal.SIGTERM)
+    if stop == "Ctrl-C":  # a terminal's SIGINT reaches the driver, submitit's controller and train alike
+        os.killpg(driver.pid, signal.SIGINT)
+    else:
+        driver.send_signal(signal.SIGTERM)
     out, _ = driver.communicate(timeout=120)
     assert driver.returncode != 0 and "interrupted: stopping the local cells" in out, out
     assert _job(repo, cell)["state"] == "interrupted" and not psutil.pid_exists(train.pid)
     assert not psutil.pid_exists(int(job["job_id"])) or psutil.Process(int(job["job_id"])).status() == "zombie"
-    assert [r.info.status for r in _runs_of(store, cell)] == ["FAILED"]
+    assert [r.info.status for r in _runs_of(store, cell)] == ["FAILED"] or stop == "Ctrl-C"  # SIGTERM: train's handler
     first_log = Path(job["log"]).read_text()
     again = _grid(repo, env, "run", cell)
     assert again.returncode == 0 and "submitted attempt 2" in again.stdout and "--resume" in again.stdout, again.stdout
