@@ -1,14 +1,10 @@
-"""The grid beyond `dvc repro`: its cells as local processes (one per GPU, or CPU slots) or as SLURM jobs (submitit).
+"""The grid beyond `dvc repro`: its cells as submitit jobs, local (one per GPU, or CPU slots) or on SLURM.
 
-Each job runs its cell's DVC stage command, read from dvc.yaml through DVC, so it computes exactly what `dvc repro`
-would; a retry appends `--resume` and continues from the cell's last finished epoch. When a job has finished, the
-driver records its cell in dvc.lock (`dvc commit` of that stage) if the stage's deps and params are what they were at
-submission: a change meanwhile would file outputs under code that did not make them, so such a cell is left for
-`dvc repro`. The driver's state is <log_dir>/grid.json (written atomically after every change): `grid status` reads
-it from another shell, and a restarted `grid run` re-attaches to the jobs that are still queued or running.
-
-SLURM jobs are watched with `squeue` while SLURM lists them, then with `sacct` where the cluster keeps accounting,
-then by the result file submitit writes when its function returns or raises; a job that left none was killed.
+A job runs its cell's DVC stage command (from dvc.yaml, through DVC), so it computes what `dvc repro` would. Ours is
+the planning (which stages are stale) and the record of a finished cell in dvc.lock, made only if the stage's deps and
+params are as they were at submission. The driver's state, <log_dir>/grid.json (written atomically), names each job
+beyond a pid (submitit's job id and folder, one per attempt; a local job's start time), so a restarted `grid run`
+re-attaches to live jobs, collects ended ones and continues failed or stopped cells (`train --resume`).
 """
 
 from __future__ import annotations
@@ -19,46 +15,36 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+import submitit
+from submitit import helpers
+from submitit.core.utils import FailedJobError
+
 from src.atomic import atomic_output
 from src.errors import UserError
-from src.params import GridParams, SlurmParams
+from src.params import GridParams
 from src.study import Cell
 
 STATE_FILE = "grid.json"
-QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+QUEUED, RUNNING, DETACHED, INTERRUPTED = "queued", "running", "detached", "interrupted"  # a job's states
 DONE, GAVE_UP, STALE = "done", "failed", "finished, not committed"  # a cell's end in the driver
-# SLURM's job states (squeue / sacct) as the driver sees them; PREEMPTED and REQUEUED come back as PENDING.
-SLURM_STATES = {
-    "PENDING": QUEUED,
-    "CONFIGURING": QUEUED,
-    "REQUEUED": QUEUED,
-    "REQUEUE_HOLD": QUEUED,
-    "REQUEUE_FED": QUEUED,
-    "RESV_DEL_HOLD": QUEUED,
-    "SUSPENDED": QUEUED,
-    "RUNNING": RUNNING,
-    "COMPLETING": RUNNING,
-    "PREEMPTED": RUNNING,
-    "SIGNALING": RUNNING,
-    "STAGE_OUT": RUNNING,
-    "RESIZING": RUNNING,
-    "COMPLETED": COMPLETED,
-}
-
-
-# --- what the driver knows of each cell ----------------------------------------------------------------------------
+LIVE = (QUEUED, RUNNING, DETACHED)  # detached: alive when its driver stopped, watched by none since
+JOB_ENV = ("MLFLOW_TRACKING_URI", "CRYOET_MLRUNS")  # where a job logs, passed whatever the cluster exports
+LOCAL_TIMEOUT_MIN = 10**7  # submitit ends a local job after 2 minutes by default; a cell runs until it is done
 
 
 @dataclass
 class CellJob:
-    """One cell in the driver: its stage, its current job and how its attempts went."""
+    """One cell in the driver: its stage, its current job (what names it) and how its attempts went."""
 
     cell: str
     stage: str
@@ -66,30 +52,31 @@ class CellJob:
     fingerprint: list = field(default_factory=list)
     executor: str = ""
     job_id: str | None = None
+    folder: str | None = None  # submitit's folder of the current job
+    started: float | None = None  # local: its process's start time, which a process reusing the pid does not share
+    slot: int = 0  # local: slot i sees GPU i % gpus
     attempts: int = 0
-    state: str = QUEUED  # of the current job: queued, running, completed, failed; then done / failed / not committed
+    resume: bool = False  # the next attempt continues the cell (an earlier one failed or was stopped)
+    state: str = QUEUED
     log: str | None = None
     message: str = ""
     logs: list[str] = field(default_factory=list)  # every attempt's log, oldest first
 
     @property
-    def active(self) -> bool:
-        return self.job_id is not None and self.state in (QUEUED, RUNNING)
+    def live(self) -> bool:
+        return self.job_id is not None and self.folder is not None and self.state in LIVE
 
 
 def read_state(log_dir: Path) -> dict[str, CellJob]:
     path = log_dir / STATE_FILE
-    if not path.exists():
-        return {}
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text()) if path.exists() else {"cells": {}}
         return {name: CellJob(**entry) for name, entry in raw["cells"].items()}
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
         raise UserError(f"{path} is not a grid state file ({err}); move it away to start afresh") from None
 
 
 def write_state(log_dir: Path, jobs: dict[str, CellJob]) -> None:
-    log_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(log_dir / STATE_FILE) as tmp:
         tmp.write_text(json.dumps({"cells": {n: dataclasses.asdict(j) for n, j in jobs.items()}}, indent=1) + "\n")
 
@@ -106,7 +93,7 @@ def driver_lock(log_dir: Path) -> Iterator[None]:
         yield
 
 
-# --- the DVC side: a cell's stage, its command, whether it is recorded ------------------------------------------------
+# --- the DVC side: which stages are stale, and the record of a finished one ------------------------------------------
 
 
 def _repo(root: Path):
@@ -125,8 +112,7 @@ def stages_of(repo, cells: Sequence[Cell]) -> dict:
 
 
 def changed_stages(repo, stages) -> set[str]:
-    """The stages whose deps, params, command or outputs differ from dvc.lock: what `dvc status` says, without its
-    check of every output in the cache (minutes for a 48-cell grid; the outputs' hashes are compared all the same)."""
+    """The stages whose deps, params, command or outputs differ from dvc.lock (`dvc status` less its cache check)."""
     with repo.lock:
         return {stage.addressing for stage in stages if stage.changed()}
 
@@ -138,8 +124,7 @@ def stage_fingerprint(stage) -> list:
 
 
 def check_upstream(repo, stage) -> None:
-    """The stages a cell's stage depends on (data, split) must be up to date: jobs do not run them, and a cell trained
-    on stale data would be recorded against data that `dvc repro` is about to replace."""
+    """The stages a cell's stage depends on (data, split) must be up to date: jobs do not run them."""
     changed = sorted(set(repo.status(targets=[stage.addressing], with_deps=True)) - {stage.addressing})
     if changed:
         raise UserError(f"stage {', '.join(changed)} is not up to date: run `dvc repro {changed[-1]}` first")
@@ -148,170 +133,50 @@ def check_upstream(repo, stage) -> None:
 def commit_stage(root: Path, cell: CellJob) -> str:
     """`dvc commit` of a finished cell if its stage is unchanged since submission: DONE, else STALE."""
     with _repo(root) as repo:
-        stage = repo.stage.collect(cell.stage)[0]
-        if stage_fingerprint(stage) != cell.fingerprint:
+        if stage_fingerprint(repo.stage.collect(cell.stage)[0]) != cell.fingerprint:
             cell.message = "its code, data or params changed while it ran: not recorded; `dvc repro` will re-run it"
             return STALE
-        try:
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # DVC rewrites dvc.lock in
+        try:  # place: a signal waits until it is whole
             repo.commit(cell.stage, force=True)  # forced: no prompt; the check above is what makes it safe
         except Exception as err:  # DVC's errors (an output missing, a full disk): this cell, not the whole grid
             cell.message = f"finished but `dvc commit {cell.stage}` failed ({type(err).__name__}: {err})"
             return STALE
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     return DONE
 
 
-# --- what a job runs ------------------------------------------------------------------------------------------------
+def outputs_since(root: Path, cell: CellJob) -> bool:
+    """Whether every output of the cell's stage was written after its job started (train publishes by rename)."""
+    with _repo(root) as repo:
+        outs = [Path(out.fs_path) for out in repo.stage.collect(cell.stage)[0].outs]
+    return all(p.exists() and p.stat().st_mtime >= (cell.started or float("inf")) for p in outs)
 
 
-def attempt_command(stage_cmd: str, attempt: int) -> str:
-    """The stage's own command; from the second attempt on it continues the cell (train --resume)."""
-    return stage_cmd if attempt <= 1 else f"{stage_cmd} --resume"
+# --- a job: what it runs, where, how it is found again and stopped -------------------------------------------------
 
 
-@dataclass
-class StageCommand:
-    """A SLURM job's function (pickled by submitit): the stage command in the repository, on the node. When SLURM
-    preempts the job or its time runs out, submitit asks `checkpoint` for what to requeue: the same cell, resumed."""
+class StageCommand(helpers.CommandFunction, helpers.Checkpointable):
+    """A job's function: the stage command in the repository, the call's arguments appended. When SLURM preempts
+    the job or its time runs out, submitit asks `checkpoint` what to requeue: the same cell, resumed."""
 
-    root: str
-    command: str
-    env: dict[str, str] = field(default_factory=dict)
+    @classmethod
+    def of(cls, command: str, root: Path, env: dict[str, str]) -> StageCommand:
+        return cls(["env", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", f'{command} "$@"', "stage"], cwd=root)
 
-    def __call__(self) -> int:
-        command = self.command
-        # A job SLURM requeued (preempted, or requeued by hand) runs this again: continue the cell, not start over.
-        if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0 and not command.endswith("--resume"):
-            command += " --resume"
-        print(f"[grid] {time.strftime('%H:%M:%S')} on {os.uname().nodename}: {command}", flush=True)
-        done = subprocess.run(["bash", "-c", command], cwd=self.root, env={**os.environ, **self.env})
-        if done.returncode != 0:
-            raise RuntimeError(f"`{command}` exited with status {done.returncode}")
-        return done.returncode
+    def __call__(self, *args: str) -> str:
+        if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:  # requeued by SLURM itself: continue, not start over
+            args = ("--resume",)
+        return super().__call__(*args)
 
-    def checkpoint(self, *args, **kwargs):
-        import submitit
-
-        resumed = self.command if self.command.endswith("--resume") else f"{self.command} --resume"
-        return submitit.helpers.DelayedSubmission(StageCommand(self.root, resumed, self.env))
-
-
-def _job_env() -> dict[str, str]:
-    """What a job must see of the driver's environment beyond SLURM's own export: where to log."""
-    return {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "CRYOET_MLRUNS") if os.environ.get(k)}
-
-
-# --- executors --------------------------------------------------------------------------------------------------------
+    def checkpoint(self, *args, **kwargs) -> helpers.DelayedSubmission:
+        return helpers.DelayedSubmission(self, "--resume")
 
 
 def cpu_slots(cpu_threads: int) -> int:
-    """Cells at once on this machine's CPU when each computes with `cpu_threads` threads (repro.cpu_threads; 0: all
-    cores, so one)."""
+    """Cells at once on this CPU when each computes with `cpu_threads` threads (repro.cpu_threads; 0: all cores)."""
     return max(1, (os.cpu_count() or 1) // cpu_threads) if cpu_threads > 0 else 1
-
-
-class LocalExecutor:
-    """One process per slot on this machine: with GPUs, slot i sees GPU i % gpus only (CUDA_VISIBLE_DEVICES). On a
-    CPU each cell computes with repro.cpu_threads threads (the job's `python -m src` sets them, src/repro.py), however
-    many slots share the cores: the thread count decides a CPU run's numbers."""
-
-    name = "local"
-    poll_seconds = 1.0  # a local process is cheap to ask, and a free slot should not wait
-
-    def __init__(self, root: Path, log_dir: Path, slots: int, gpus: int) -> None:
-        self.root, self.log_dir, self.slots, self.gpus = root, log_dir / "local", max(1, slots), gpus
-        self.procs: dict[str, tuple[subprocess.Popen, int]] = {}  # job id -> (process, slot)
-
-    def capacity(self, jobs: dict[str, CellJob]) -> int:
-        busy = {j.job_id for j in jobs.values() if j.active and j.executor == self.name} | set(self.procs)
-        return self.slots - len(busy)
-
-    def _free_slot(self) -> int:
-        used = {slot for _, slot in self.procs.values()}
-        return min(set(range(self.slots)) - used)
-
-    def submit(self, cell: CellJob, command: str) -> None:
-        slot = self._free_slot()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_dir / f"{cell.cell}.attempt{cell.attempts}.log"
-        env = {**os.environ, **_job_env()}
-        if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                ["bash", "-c", command],
-                cwd=self.root,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C of the driver does not kill the cells; the driver stops them
-            )
-        cell.job_id, cell.log = f"local-{proc.pid}", str(log)
-        self.procs[cell.job_id] = (proc, slot)
-
-    def state(self, cell: CellJob) -> str:
-        entry = self.procs.get(cell.job_id or "")
-        if entry is None:  # a process of an earlier driver: alive or gone, nothing more is known of it
-            return RUNNING if _alive(_local_pid(cell)) else FAILED
-        code = entry[0].poll()
-        if code is None:
-            return RUNNING
-        del self.procs[cell.job_id]
-        return COMPLETED if code == 0 else FAILED
-
-    def cancel(self, cell: CellJob) -> None:
-        entry = self.procs.get(cell.job_id or "")
-        if entry is not None and entry[0].poll() is None:
-            os.killpg(entry[0].pid, 15)
-
-
-def _local_pid(job: CellJob) -> int:
-    """The process id in a local job's id (local-<pid>)."""
-    return int((job.job_id or "local-0").split("-")[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return pid > 0
-
-
-class SlurmExecutor:
-    """Each cell a SLURM job through submitit, with what params.yaml's grid.slurm asks for."""
-
-    name = "slurm"
-    poll_seconds = float("inf")  # as often as grid.poll_seconds says: each look is an squeue call
-
-    def __init__(self, root: Path, log_dir: Path, slurm: SlurmParams) -> None:
-        import submitit
-
-        self.root, self.folder = root, log_dir / "slurm"
-        self.executor = submitit.SlurmExecutor(folder=self.folder / "%j", python=sys.executable)
-        self.executor.update_parameters(
-            time=wall_minutes(slurm.time),
-            mem=slurm.mem,
-            cpus_per_task=slurm.cpus_per_task,
-            ntasks_per_node=1,
-            setup=list(slurm.setup or []),
-            signal_delay_s=120,  # SIGUSR2 this long before the limit: submitit requeues the cell, resumed
-            **({"partition": slurm.partition} if slurm.partition else {}),
-            **({"gpus_per_node": slurm.gpus_per_task} if slurm.gpus_per_task else {}),
-        )
-
-    def capacity(self, jobs: dict[str, CellJob]) -> int:
-        return sys.maxsize  # SLURM queues them
-
-    def submit(self, cell: CellJob, command: str) -> None:
-        self.executor.update_parameters(job_name=cell.cell)
-        job = self.executor.submit(StageCommand(str(self.root), command, _job_env()))
-        cell.job_id, cell.log = str(job.job_id), str(job.paths.stdout)
-
-    def state(self, cell: CellJob) -> str:
-        return slurm_state(cell.job_id or "", self.folder)
-
-    def cancel(self, cell: CellJob) -> None:
-        subprocess.run(["scancel", cell.job_id or ""], capture_output=True)
 
 
 def wall_minutes(text: str) -> int:
@@ -327,39 +192,9 @@ def wall_minutes(text: str) -> int:
     return total
 
 
-def slurm_state(job_id: str, folder: Path) -> str:
-    """A SLURM job's state: squeue while SLURM lists it, else sacct, else submitit's result file in its folder under
-    `folder` (the executor's, <log_dir>/slurm)."""
-    listed = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
-    raw = listed.stdout.strip().split("\n")[0] if listed.returncode == 0 else ""
-    if not raw:
-        acct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
-        raw = acct.stdout.strip().split("\n")[0].split(" ")[0] if acct.returncode == 0 else ""
-    if raw in SLURM_STATES and SLURM_STATES[raw] != COMPLETED:
-        return SLURM_STATES[raw]
-    if raw and raw not in SLURM_STATES:
-        return FAILED  # FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE
-    return _result_state(folder / job_id, job_id)
-
-
-def _result_state(folder: Path, job_id: str) -> str:
-    """COMPLETED if submitit's result file says the function returned, FAILED if it raised or there is none."""
-    import pickle
-
-    result = folder / f"{job_id}_0_result.pkl"
-    try:
-        outcome = pickle.loads(result.read_bytes())[0]
-    except (OSError, pickle.UnpicklingError, EOFError, IndexError, TypeError):
-        return FAILED
-    return COMPLETED if outcome == "success" else FAILED
-
-
-# --- the driver -----------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class GridRun:
-    """What `grid run` was asked: where, with which executor, how often to retry."""
+    """What `grid run` was asked: where, with which executor, how many cells at once on this machine."""
 
     root: Path
     grid: GridParams
@@ -372,140 +207,205 @@ class GridRun:
         return self.root / self.grid.log_dir
 
 
-def make_executor(run: GridRun):
+def check_request(run: GridRun) -> None:
+    """The executor exists and the devices asked for are there, before any job starts."""
+    if run.executor not in ("local", "slurm"):
+        raise UserError(f"executor {run.executor!r} is not one of: local, slurm")
+    if run.executor == "slurm" and run.grid.slurm is None:
+        raise UserError("params.yaml has no grid.slurm section: add one (see the README's cluster section)")
+    if run.executor == "slurm" and (
+        not shutil.which("sinfo") or subprocess.run(["sinfo"], capture_output=True).returncode
+    ):
+        raise UserError("SLURM does not answer here (sinfo): run `grid run --executor slurm` on a login node")
+    if run.executor == "local" and run.gpus > 0:
+        import torch
+
+        if run.gpus > (found := torch.cuda.device_count()):
+            raise UserError(f"--gpus {run.gpus} asks for more GPUs than this machine has ({found}); use --jobs for CPU")
+
+
+def job_parameters(run: GridRun) -> dict:
+    """submitit's parameters of the run's jobs, by AutoExecutor's names (slurm_* ones reach SLURM only)."""
     if run.executor == "local":
-        return LocalExecutor(run.root, run.log_dir, run.slots, run.gpus)
-    if run.executor == "slurm":
-        if run.grid.slurm is None:
-            raise UserError("params.yaml has no grid.slurm section: add one (see the README's cluster section)")
-        if shutil.which("sinfo") is None or subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
-            raise UserError("SLURM does not answer here (sinfo): run `grid run --executor slurm` on a login node")
-        return SlurmExecutor(run.root, run.log_dir, run.grid.slurm)
-    raise UserError(f"executor {run.executor!r} is not one of: local, slurm")
+        return {"timeout_min": LOCAL_TIMEOUT_MIN}
+    s = run.grid.slurm
+    asked = {"slurm_partition": s.partition, "slurm_gpus_per_node": s.gpus_per_task}
+    return {
+        "timeout_min": wall_minutes(s.time),
+        "cpus_per_task": s.cpus_per_task,
+        "slurm_mem": s.mem,
+        "slurm_setup": list(s.setup or []),
+        "slurm_signal_delay_s": 120,  # SIGUSR2 this long before the limit: submitit requeues the cell, resumed
+        **{k: v for k, v in asked.items() if v},
+    }
+
+
+def submit(run: GridRun, job: CellJob) -> submitit.Job:
+    """The cell's next attempt, in a fresh folder of its own (so no log is overwritten). A local slot sees one GPU;
+    on a CPU, none (submitit's local executor hides them)."""
+    job.attempts += 1
+    (base := run.log_dir / run.executor / job.cell).mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f"attempt{job.attempts}-", dir=base)
+    executor = submitit.AutoExecutor(folder, cluster=run.executor, slurm_python=sys.executable)
+    executor.update_parameters(name=job.cell, stderr_to_stdout=True, **job_parameters(run))
+    env = {k: os.environ[k] for k in JOB_ENV if os.environ.get(k)}
+    env |= {"CUDA_VISIBLE_DEVICES": str(job.slot % run.gpus)} if run.executor == "local" and run.gpus else {}
+    handle = executor.submit(StageCommand.of(job.command, run.root, env), *job.resume * ["--resume"])
+    job.executor, job.job_id, job.folder, job.started = run.executor, str(handle.job_id), folder, time.time()
+    with contextlib.suppress(psutil.Error, ValueError):  # a local job is named by its process's start time too
+        job.started = psutil.Process(int(handle.job_id)).create_time() if run.executor == "local" else job.started
+    job.state, job.log, job.message = RUNNING if run.executor == "local" else QUEUED, str(handle.paths.stdout), ""
+    job.logs.append(job.log)
+    return handle
+
+
+def _process(job: CellJob) -> psutil.Process | None:
+    """A local job's process: the one with its pid *and* its start time, not a later one reusing the pid."""
+    with contextlib.suppress(psutil.Error, ValueError, TypeError):
+        proc = psutil.Process(int(job.job_id))
+        if abs(proc.create_time() - job.started) < 1 and proc.status() != psutil.STATUS_ZOMBIE:
+            return proc
+    return None
+
+
+class AdoptedLocalJob(submitit.LocalJob):
+    """A local job an earlier driver started: submitit polls only a process it started itself, so this one is done
+    when no process with its pid and start time is left."""
+
+    def __init__(self, job: CellJob) -> None:
+        super().__init__(job.folder, job.job_id)
+        self.cell = job
+
+    def done(self, force_check: bool = False) -> bool:
+        return _process(self.cell) is None
+
+
+def attach(job: CellJob) -> submitit.Job:
+    """submitit's handle on a job an earlier driver started, by its folder and id."""
+    return submitit.SlurmJob(job.folder, job.job_id) if job.executor == "slurm" else AdoptedLocalJob(job)
+
+
+def stop_local(job: CellJob, grace: float = 3, patience: float = 60) -> bool:
+    """Stop a local job's processes; whether they all ended. submitit's cancel signals its controller, which does not
+    reach the stage's command: each process left after `grace` (after a Ctrl-C they end by themselves) gets SIGTERM,
+    which train turns into a FAILED MLflow run beside a resumable `.partial` folder."""
+    with contextlib.suppress(psutil.Error, AttributeError):
+        procs = [root := _process(job), *root.children(recursive=True)]
+        for proc in psutil.wait_procs(procs, timeout=grace)[1]:
+            proc.send_signal(signal.SIGTERM)
+        psutil.wait_procs(procs, timeout=patience)
+    return _process(job) is None
+
+
+def ended_well(run: GridRun, job: CellJob, handle: submitit.Job) -> bool:
+    """Whether a job that is done finished its cell: its function returned, or it left no result at all (killed after
+    train published) and its stage's outputs are newer than the job."""
+    error = handle.exception()  # None: returned; FailedJobError: raised; UncompletedJobError: no result
+    return error is None or (not isinstance(error, FailedJobError) and outputs_since(run.root, job))
+
+
+# --- the driver -----------------------------------------------------------------------------------------------------
 
 
 def run_grid(run: GridRun, cells: Sequence[Cell], say: Callable[[str], None] = print) -> dict[str, CellJob]:
     """Run `cells` to the end (each recorded in dvc.lock, or failed after its retries); the cells' final entries."""
-    executor = make_executor(run)
+    check_request(run)
     with driver_lock(run.log_dir):
         jobs = read_state(run.log_dir)
-        pending = _plan(run, cells, jobs, executor, say)
+        handles, waiting = _plan(run, cells, jobs, say)
         write_state(run.log_dir, jobs)
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes Ctrl-C's path below
         try:
-            _drive(run, executor, jobs, pending, say)
-        except KeyboardInterrupt:
-            say("interrupted: stopping the local cells (SLURM jobs go on; `grid run` again re-attaches to them)")
-            for job in pending:
-                if job.active and job.executor == "local":
-                    executor.cancel(job)
+            _drive(run, jobs, handles, waiting, say)
+        except KeyboardInterrupt:  # stopped local jobs are interrupted (resumed next time), others detached
+            say("interrupted: stopping the local cells (SLURM jobs go on); `grid run` again resumes or re-attaches")
+            for job in (jobs[name] for name in handles):
+                if job.executor == "local" and stop_local(job):
+                    job.state, job.message, job.resume = INTERRUPTED, "stopped with the driver", True
+                else:
+                    job.state, job.message = DETACHED, "left running when the driver stopped"
             raise
         finally:
+            signal.signal(signal.SIGTERM, previous)
             write_state(run.log_dir, jobs)
     return {c.run_name: jobs[c.run_name] for c in cells}
 
 
-def _plan(run: GridRun, cells, jobs, executor, say) -> list[CellJob]:
-    """The cells still to run: not those recorded in dvc.lock; those with live jobs are re-attached."""
-    pending = []
+def _plan(run: GridRun, cells, jobs, say) -> tuple[dict[str, submitit.Job], list[CellJob]]:
+    """Jobs to watch (re-attached) and cells to submit; cells recorded in dvc.lock are done. An unfinished cell whose
+    stage is as it was continues (`--resume`), counting its attempts on."""
+    handles, waiting = {}, []
     with _repo(run.root) as repo:
         stages = stages_of(repo, cells)  # one pass over dvc.yaml (per cell it takes seconds)
         if stages:
             check_upstream(repo, next(iter(stages.values())))  # the cells share their upstream stages
         changed = changed_stages(repo, stages.values())
         for cell in cells:
-            stage = stages[cell.stage]
+            name, stage, old = cell.run_name, stages[cell.stage], jobs.get(cell.run_name)
             if stage.addressing not in changed:
-                jobs[cell.run_name] = CellJob(cell.run_name, cell.stage, state=DONE, message="already in dvc.lock")
-                say(f"{cell.run_name}: already recorded in dvc.lock, skipped")
-                continue
-            old = jobs.get(cell.run_name)
-            if old is not None and old.active and old.executor == executor.name and executor.state(old) != FAILED:
-                say(f"{cell.run_name}: re-attached to job {old.job_id}")
-                pending.append(old)
-                continue
-            jobs[cell.run_name] = CellJob(cell.run_name, cell.stage, stage.cmd, stage_fingerprint(stage), executor.name)
-            pending.append(jobs[cell.run_name])
-    return pending
+                jobs[name] = CellJob(name, cell.stage, state=DONE, message="already in dvc.lock")
+                say(f"{name}: already recorded in dvc.lock, skipped")
+            elif old is not None and old.live:
+                handles[name] = attach(old)
+                say(f"{name}: re-attached to job {old.job_id} ({old.executor})")
+            else:
+                job = jobs[name] = CellJob(name, cell.stage, stage.cmd, stage_fingerprint(stage), run.executor)
+                if old is not None and old.attempts and old.state != DONE and old.fingerprint == job.fingerprint:
+                    job.attempts, job.logs, job.resume = old.attempts, old.logs, True
+                waiting.append(job)
+    return handles, waiting
 
 
-def _drive(run: GridRun, executor, jobs: dict[str, CellJob], pending: list[CellJob], say) -> None:
-    waiting = [j for j in pending if not j.active]
-    while any(j.active for j in pending) or waiting:
-        while waiting and executor.capacity(jobs) > 0:
-            _submit(executor, waiting.pop(0), say)
+def _drive(run: GridRun, jobs: dict[str, CellJob], handles: dict, waiting: list[CellJob], say) -> None:
+    tries: dict[str, int] = {}  # attempts made by this driver: grid.retries bounds them
+    poll = run.grid.poll_seconds if run.executor == "slurm" else min(run.grid.poll_seconds, 1.0)  # local: cheap
+    while handles or waiting:
+        held = {jobs[name].slot for name in handles if jobs[name].executor == "local"}
+        for slot in [0] * len(waiting) if run.executor == "slurm" else sorted(set(range(run.slots)) - held):
+            if not waiting:
+                break
+            job = waiting.pop(0)
+            job.slot, tries[job.cell] = slot, tries.get(job.cell, 0) + 1
+            handles[job.cell] = submit(run, job)
             write_state(run.log_dir, jobs)
-        time.sleep(min(run.grid.poll_seconds, executor.poll_seconds))
-        for job in [j for j in pending if j.active]:
-            state = executor.state(job)
-            if state == job.state:
-                continue
-            was, job.state = job.state, state
-            if state == QUEUED and was == RUNNING:
-                say(f"{job.cell}: job {job.job_id} requeued by SLURM (preempted or out of time); it will resume")
-            elif state == RUNNING:
-                say(f"{job.cell}: running (job {job.job_id})")
-            elif state == COMPLETED:
-                job.state = commit_stage(run.root, job)
-                say(f"{job.cell}: {'finished, recorded in dvc.lock' if job.state == DONE else job.message}")
-            elif state == FAILED:
-                if job.attempts <= run.grid.retries:
-                    say(f"{job.cell}: job {job.job_id} failed (log {job.log}); resubmitting to resume it")
-                    job.state = QUEUED
-                    waiting.append(job)
-                    job.job_id = None
-                else:
-                    job.state = GAVE_UP
-                    job.message = f"failed {job.attempts} times; last log {job.log}"
-                    say(f"{job.cell}: {job.message}")
-            write_state(run.log_dir, jobs)
+            command = job.command + " --resume" * job.resume
+            say(f"{job.cell}: submitted attempt {job.attempts} as job {job.job_id} ({run.executor}): {command}")
+        handle = next(helpers.as_completed(list(handles.values()), poll_frequency=poll))
+        job = jobs[next(name for name, h in handles.items() if h is handle)]
+        del handles[job.cell]
+        if ended_well(run, job, handle):
+            job.state = commit_stage(run.root, job)
+            say(f"{job.cell}: {'finished, recorded in dvc.lock' if job.state == DONE else job.message}")
+        elif tries.get(job.cell, 0) <= run.grid.retries:
+            say(f"{job.cell}: job {job.job_id} failed (log {job.log}); resubmitting to resume it")
+            job.state, job.job_id, job.resume = QUEUED, None, True
+            waiting.append(job)
+        else:
+            job.state, job.message = GAVE_UP, f"failed {job.attempts} times; last log {job.log}"
+            say(f"{job.cell}: {job.message}")
+        write_state(run.log_dir, jobs)
 
 
-def _submit(executor, job: CellJob, say) -> None:
-    job.attempts += 1
-    command = attempt_command(job.command, job.attempts)
-    executor.submit(job, command)
-    job.state, job.executor = QUEUED, executor.name
-    job.logs.append(job.log or "")
-    say(f"{job.cell}: submitted attempt {job.attempts} as job {job.job_id} ({executor.name}): {command}")
-
-
-# --- grid status ------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CellStatus:
-    cell: str
-    state: str  # not started, queued, running, done, failed, finished (not committed)
-    attempts: int
-    job_id: str | None
-    log: str | None
-    note: str = ""
-
-
-def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell], metrics_dir: str) -> list[CellStatus]:
-    """Each cell's state: live jobs asked of their executor (SLURM, or the local process), ended ones from the
-    driver's state file, and cells it never ran from dvc.lock (done) and the metrics files (finished, not recorded)."""
-    log_dir = root / grid.log_dir
-    jobs = read_state(log_dir)
-    unknown = [c for c in cells if c.run_name not in jobs]
-    changed = set()
-    if unknown:
-        with _repo(root) as repo:
-            changed = changed_stages(repo, stages_of(repo, unknown).values())
+def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell], metrics_dir: str) -> list[CellJob]:
+    """Each cell's entry with its state now: a live job's from submitit (a local one's by pid and start time), else
+    done only where the stage and its outputs match dvc.lock, else the driver's record or the metrics files."""
+    jobs = read_state(root / grid.log_dir)
+    with _repo(root) as repo:
+        changed = changed_stages(repo, stages_of(repo, cells).values())
     rows = []
     for cell in cells:
-        job = jobs.get(cell.run_name)
-        if job is None:
-            metrics = (root / metrics_dir / f"{cell.run_name}.json").exists()
-            state = DONE if cell.stage not in changed else STALE if metrics else "not started"
-            rows.append(CellStatus(cell.run_name, state, 0, None, None))
-            continue
-        state = _live_state(job, log_dir) if job.active else job.state
-        rows.append(CellStatus(cell.run_name, state, job.attempts, job.job_id, job.log, job.message))
+        job = jobs.get(cell.run_name) or CellJob(cell.run_name, cell.stage, state="not started")
+        if job.live and (handle := attach(job)).done():
+            state = "ended (driver not running)"
+        elif job.live:  # SLURM's word where its accounting answers (submitit asks sacct), else the driver's last
+            state = {"PENDING": QUEUED, "RUNNING": RUNNING}.get(handle.state, job.state)
+        elif cell.stage not in changed:
+            state = DONE
+        elif job.state == DONE:
+            state = "changed since recorded"  # dvc.lock and the outputs (or the code, or params) disagree now
+        elif job.state == "not started" and (root / metrics_dir / f"{cell.run_name}.json").exists():
+            state = STALE
+        else:
+            state = job.state
+        rows.append(dataclasses.replace(job, state=state))
     return rows
-
-
-def _live_state(job: CellJob, log_dir: Path) -> str:
-    if job.executor == "slurm":
-        return slurm_state(job.job_id or "", log_dir / "slurm")
-    return job.state if _alive(_local_pid(job)) else "ended (driver not running)"

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import mlflow
+import psutil
 import pytest
 import torch
 import yaml
@@ -51,7 +52,7 @@ def _copy(repo: Path, dest: Path) -> Path:
     return dest
 
 
-def _start_grid(repo: Path, env: dict, *args: str) -> subprocess.Popen:
+def _start_grid(repo: Path, env: dict, *args: str, own_group: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "src", "grid", "run", *args],
         cwd=repo,
@@ -59,6 +60,7 @@ def _start_grid(repo: Path, env: dict, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=own_group,  # a process group of its own, as a shell gives a command (Ctrl-C signals it all)
     )
 
 
@@ -75,6 +77,14 @@ def _wait_for_epoch(repo: Path, cell: str, driver: subprocess.Popen, timeout: fl
             pass
         time.sleep(0.2)
     raise AssertionError(f"{cell} saved no epoch in {timeout} s")
+
+
+def _train_process(job: dict) -> psutil.Process:
+    """The `python -m src train` process of a local job (under submitit's controller, whose pid is the job id)."""
+    for proc in psutil.Process(int(job["job_id"])).children(recursive=True):
+        if "train" in proc.cmdline() and "bash" not in proc.cmdline()[0]:
+            return proc
+    raise AssertionError(f"job {job['job_id']} runs no train process")
 
 
 def _job(repo: Path, cell: str) -> dict:
@@ -114,7 +124,7 @@ def test_local_grid_two_at_a_time_resumes_a_killed_cell(grid_repo, tmp_path):
     _wait_for_epoch(repo, killed, driver)
     job = _job(repo, killed)
     assert job["executor"] == "local" and job["state"] in ("queued", "running")
-    os.kill(int(job["job_id"].split("-")[1]), signal.SIGKILL)  # uncatchable: its MLflow run is left RUNNING
+    _train_process(job).kill()  # uncatchable: its MLflow run is left RUNNING
     out, _ = driver.communicate(timeout=400)
     assert driver.returncode == 0, out
     assert "failed" in out and "resubmitting to resume it" in out
@@ -155,27 +165,27 @@ def test_a_cell_that_keeps_failing_is_reported_and_the_others_go_on(grid_repo, t
 
 
 def test_local_slots_each_see_one_gpu_and_compute_with_the_repro_threads(tmp_path, monkeypatch):
-    executor = grid_module.LocalExecutor(tmp_path, tmp_path / "logs", slots=3, gpus=2)
-    jobs = {}
-    for name in ("a", "b", "c"):
-        jobs[name] = grid_module.CellJob(name, f"train@{name}")
-        executor.submit(jobs[name], 'echo "gpu=$CUDA_VISIBLE_DEVICES"; sleep 1')
-        jobs[name].state = "running"
-    assert executor.capacity(jobs) == 0
-    while any(executor.state(j) == "running" for j in jobs.values()):
-        time.sleep(0.1)
-    assert [Path(j.log).read_text().strip() for j in jobs.values()] == ["gpu=0", "gpu=1", "gpu=0"]
+    from submitit.helpers import as_completed
+
+    from src.params import GridParams
+
+    grid = GridParams(retries=0, poll_seconds=0.1, log_dir="logs")
+    run = grid_module.GridRun(tmp_path, grid, "local", slots=3, gpus=2)
+    jobs = [
+        grid_module.CellJob(n, f"train@{n}", 'echo "gpu=$CUDA_VISIBLE_DEVICES"; sleep 1', slot=i)
+        for i, n in enumerate("abc")
+    ]
+    list(as_completed([grid_module.submit(run, job) for job in jobs], poll_frequency=0.1))
+    seen = [[x for x in Path(j.log).read_text().splitlines() if x.startswith("gpu=")] for j in jobs]
+    assert seen == [["gpu=0"], ["gpu=1"], ["gpu=0"]]
     # On a CPU a slot's cell computes with repro.cpu_threads threads, whatever the slots and the outer environment.
     (tmp_path / "params.yaml").write_text("repro: {cpu_threads: 3, cpu_isa: avx2}\n")
-    cpu = grid_module.LocalExecutor(tmp_path, tmp_path / "cpu", slots=2, gpus=0)
-    job = grid_module.CellJob("d", "train@d")
     probe = "from src import repro; repro.apply(); import torch; repro.pin_threads(); print(torch.get_num_threads())"
+    job = grid_module.CellJob("d", "train@d", f'{sys.executable} -c "{probe}"')
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    cpu.submit(job, f'{sys.executable} -c "{probe}"')
-    while cpu.state(job) == "running":
-        time.sleep(0.1)
-    assert Path(job.log).read_text().strip().splitlines()[-1] == "3"
+    grid_module.submit(grid_module.GridRun(tmp_path, grid, "local", slots=2), job).result()
+    assert "3" in Path(job.log).read_text().splitlines()
     assert grid_module.cpu_slots(3) == max(1, (os.cpu_count() or 1) // 3) and grid_module.cpu_slots(0) == 1
 
 
@@ -219,6 +229,141 @@ def test_grid_refuses_bad_requests_in_one_sentence(grid_repo, tmp_path):
         [sys.executable, "-m", "src", "grid", "run", "unet-c16-p64-s1-r0"], cwd=stale, capture_output=True, text=True
     )
     assert done.returncode == 2 and "stage split is not up to date: run `dvc repro split` first" in done.stderr
+
+
+# --- the driver's own death, reused pids, devices, one writer per cell ---------------------------------------------
+
+
+def _local_env(store: Path) -> dict:
+    env = {**os.environ, "CRYOET_MLRUNS": str(store)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _runs_of(store: Path, cell: str) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("attention-unet-cryoet")
+    return [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("cell") == cell]
+
+
+def _grid(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "src", "grid", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+def _status(repo: Path, env: dict, cell: str) -> str:
+    done = _grid(repo, env, "status", cell)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[1].split("  ")[1].strip()  # cell, state, tries, job, log: two-space columns
+
+
+ORPHAN = "unet-c16-p64-s1-r0"
+
+
+@pytest.fixture(scope="module")
+def orphaned(grid_repo, tmp_path_factory):
+    """`kill -9` of the driver mid-cell, its job left to finish, then `grid run` again: (repo, env, rerun's output)."""
+    repo = _copy(grid_repo, tmp_path_factory.mktemp("orphan") / "repo")
+    env = _local_env(repo.parent / "mlruns")
+    driver = _start_grid(repo, env, ORPHAN)
+    _wait_for_epoch(repo, ORPHAN, driver)
+    job = _job(repo, ORPHAN)
+    driver.kill()  # SIGKILL: no handler runs, grid.json still says running
+    driver.wait()
+    assert _job(repo, ORPHAN)["state"] == "running"
+    psutil.Process(int(job["job_id"])).wait(timeout=600)  # the orphan finishes on its own
+    again = _grid(repo, env, "run", ORPHAN)
+    assert again.returncode == 0, again.stdout + again.stderr
+    return repo, env, again.stdout
+
+
+def test_a_killed_drivers_job_that_finished_is_recorded_not_retrained(orphaned):
+    repo, env, out = orphaned
+    assert f"re-attached to job {_job(repo, ORPHAN)['job_id']}" in out and "finished, recorded in dvc.lock" in out
+    assert "submitted" not in out and _job(repo, ORPHAN)["attempts"] == 1, out
+    assert [r.info.status for r in _runs_of(Path(env["CRYOET_MLRUNS"]), ORPHAN)] == ["FINISHED"]
+    # `grid status` says done only while dvc.lock and the model folder agree.
+    assert _status(repo, env, ORPHAN) == "done"
+    shutil.rmtree(repo / "models" / ORPHAN)
+    assert _status(repo, env, ORPHAN) == "changed since recorded"
+
+
+def test_a_second_train_of_a_cell_refuses_while_the_first_finishes(grid_repo, orphaned, tmp_path):
+    """One writer per cell; and the cell trained directly is the cell the grid trained (same weights, same score)."""
+    repo = _copy(grid_repo, tmp_path / "repo")
+    store = tmp_path / "mlruns"
+    command = [sys.executable, "-m", "src", "train", "--cell", ORPHAN]
+    first = subprocess.Popen(command, cwd=repo, env=_local_env(store), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lock = repo / "models" / f".{ORPHAN}.lock"
+    deadline = time.time() + 240
+    while not (lock.exists() and lock.read_text().startswith("pid ")):
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.2)
+    second = subprocess.run(command, cwd=repo, env=_local_env(store), capture_output=True, text=True, timeout=300)
+    assert second.returncode != 0 and f"cell {ORPHAN} is being trained by pid {first.pid} on" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    out, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err[-3000:]
+    assert [r.info.status for r in _runs_of(store, ORPHAN)] == ["FINISHED"]
+    direct = json.loads((repo / "metrics" / f"{ORPHAN}.json").read_text())
+    gridded = json.loads((orphaned[0] / "metrics" / f"{ORPHAN}.json").read_text())
+    assert (direct["weights_sha256"], direct["test_score"]) == (gridded["weights_sha256"], gridded["test_score"])
+
+
+@pytest.mark.parametrize("stop", ["kill -TERM of the driver", "Ctrl-C"])
+def test_a_stopped_driver_stops_and_records_its_cells_and_the_rerun_resumes_them(grid_repo, tmp_path, stop):
+    repo = _copy(grid_repo, tmp_path / "repo")
+    store, cell = tmp_path / "mlruns", "unet-c16-p64-s2-r0"
+    env = _local_env(store)
+    driver = _start_grid(repo, env, cell, own_group=True)
+    _wait_for_epoch(repo, cell, driver)
+    job = _job(repo, cell)
+    train = _train_process(job)
+    if stop == "Ctrl-C":  # a terminal's SIGINT reaches the driver, submitit's controller and train alike
+        os.killpg(driver.pid, signal.SIGINT)
+    else:
+        driver.send_signal(signal.SIGTERM)
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode != 0 and "interrupted: stopping the local cells" in out, out
+    assert _job(repo, cell)["state"] == "interrupted" and not psutil.pid_exists(train.pid)
+    assert not psutil.pid_exists(int(job["job_id"])) or psutil.Process(int(job["job_id"])).status() == "zombie"
+    assert [r.info.status for r in _runs_of(store, cell)] == ["FAILED"] or stop == "Ctrl-C"  # SIGTERM: train's handler
+    first_log = Path(job["log"]).read_text()
+    again = _grid(repo, env, "run", cell)
+    assert again.returncode == 0 and "submitted attempt 2" in again.stdout and "--resume" in again.stdout, again.stdout
+    record = json.loads((repo / "metrics" / f"{cell}.json").read_text())
+    assert record["resumed_from_epochs"] and record["resumed_from_epochs"][0] >= 1, record
+    assert [r.info.status for r in _runs_of(store, cell)] == ["FINISHED"]  # the interrupted run, continued
+    ended = _job(repo, cell)
+    assert ended["attempts"] == 2 and len(ended["logs"]) == 2 and ended["logs"][0] == job["log"] != ended["log"]
+    assert Path(job["log"]).read_text() == first_log  # one log per attempt: the first is kept as it was
+
+
+def test_a_reused_pid_is_not_taken_for_a_job(grid_repo, tmp_path):
+    """grid.json naming a live but unrelated process (its pid reused): the driver neither waits on it nor stops it."""
+    stranger = subprocess.Popen(["sleep", "120"])
+    try:
+        born = psutil.Process(stranger.pid).create_time()
+        job = grid_module.CellJob(ORPHAN, "train@unet-c16-p64-s1-0", executor="local", job_id=str(stranger.pid))
+        job.folder, job.started, job.state = str(tmp_path), born - 3600, "running"  # our job started an hour before
+        assert grid_module.attach(job).done() and grid_module.stop_local(job) and stranger.poll() is None
+        repo = _copy(grid_repo, tmp_path / "repo")
+        grid_module.write_state(repo / "logs" / "grid", {ORPHAN: job})
+        assert _status(repo, _local_env(tmp_path / "mlruns"), ORPHAN) == "ended (driver not running)"
+        job.started = born  # the process it names after all: alive, not done
+        assert not grid_module.attach(job).done()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="this machine has 2 GPUs")
+def test_more_gpus_than_the_machine_has_is_refused_in_one_sentence(grid_repo):
+    done = _grid(grid_repo, _local_env(grid_repo / "unused"), "run", "--gpus", "2", ORPHAN)
+    expected = f"error: --gpus 2 asks for more GPUs than this machine has ({torch.cuda.device_count()})"
+    assert done.returncode == 2 and done.stderr.startswith(expected) and done.stderr.count("\n") == 1, done.stderr
+    assert not (grid_repo / "logs").exists()
 
 
 # --- SLURM and an MLflow server on PostgreSQL -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ into place and `metrics/<cell>.json` written, so a crash never leaves an output 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -203,6 +204,7 @@ class CellSession:
     state: TrainState
     force: bool = False  # replace a models/<cell> folder that this program did not make
     fingerprint: dict = field(default_factory=dict)  # {"sha256", "params", "model"}: what `last.pt` must match
+    lock: object = None  # the cell's lock file, held open (so locked) as long as the session lives
 
     @property
     def sample(self) -> dict:
@@ -293,6 +295,28 @@ def _fail_abandoned_run(last: Path) -> None:
         _notice(f"MLflow run {run_id} of the interrupted attempt was still RUNNING; marked FAILED")
 
 
+def lock_cell(cell: Cell, paths: CellPaths):
+    """One writer per cell: a lock (flock) on a file beside its `.partial` folder, held while the returned file is open
+    and released by the OS however the process ends. A second run of the cell refuses at once, naming the holder."""
+    path = paths.partial.with_name(f".{cell.run_name}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = path.open("a+")
+    except OSError as err:
+        raise UserError(f"cannot create {path}: {err.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise UserError(f"cell {cell.run_name} is being trained by {holder}: wait for it to end, or stop it") from None
+    lock.truncate(0)  # "a+": the write below lands at the start
+    lock.write(f"pid {os.getpid()} on {platform.node()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    lock.flush()
+    return lock
+
+
 def setup_cell(
     cell: Cell, params: Params, resume: bool = False, force: bool = False, device: str | None = None
 ) -> CellSession:
@@ -306,6 +330,7 @@ def setup_cell(
     device = pick_device(device)
     use_deterministic_algorithms()  # before the first CUDA call; recorded with the run (hardware_record)
     paths = CellPaths.of(cell, t)
+    lock = lock_cell(cell, paths)  # before anything touches the cell's files: a second run must not clear the first's
     check_output(paths.final, folder=True, force=force)
     check_output(paths.metrics)
     project = open_project(params)
@@ -366,6 +391,7 @@ def setup_cell(
         state=state,
         force=force,
         fingerprint=fingerprint,
+        lock=lock,
     )
 
 
