@@ -120,7 +120,7 @@ def log_cell(
         "patch": cell.patch,
         "sample": cell.sample,
         "channel_sizes": [16, 32, 64, 128],
-        "patch_size": [32, 64, 64],
+        "patch_size": list(STUDY.patches[cell.patch]),  # the paper's size: this store trains at patch_scale 1
         "mlflow_run_id": run_id,
         "test_score": score,
         "test_fbeta": per_class,
@@ -161,6 +161,11 @@ def store(tmp_path_factory):
 def env(store, monkeypatch):
     monkeypatch.setenv(tracking.ENV_STORE, str(store[0] / "mlruns"))
     return store
+
+
+def trained(patch: str) -> str:
+    """A patch key as the report labels it, with the size the store's cells trained (the paper's, see log_cell)."""
+    return f"{patch} (trained {'x'.join(map(str, STUDY.patches[patch]))})"
 
 
 def md_row(text: str, label: str) -> list[str]:
@@ -235,6 +240,9 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
     # files from before seeds and hardware were recorded: seed 0, and the device from the MLflow tag
     assert "- Seeds: 1 (0) per configuration, 48 runs for 48 of 48 configurations." in conclusions
     assert "- Device: cpu (the runs' MLflow tag; they recorded no CPU or GPU model" in conclusions
+    # each sample's test tomograms have their own names here (make_counts), so they are two sets, said as two
+    two = f"{TEST_TOMOGRAMS} test tomograms (s1), {TEST_TOMOGRAMS} test tomograms (s2)"
+    assert two in conclusions and "shared by" not in conclusions and "one test set" not in conclusions
     assert "unet_se has the highest mean test F-beta" in conclusions
     assert "- unet_se: better" in conclusions
     assert "- unet_cbam: worse" in conclusions
@@ -242,7 +250,7 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
     for model in MODELS:  # p128 is 0.08 above p64 by construction: "higher" where 4 pairs show it at alpha / 4
         d = np.array([truth[f"{model}-{c}-p128-{x}"][0] - truth[f"{model}-{c}-p64-{x}"][0]
                       for c in ("c16", "c32") for x in ("s1", "s2")])  # fmt: skip
-        cells = md_row(section(st, "## Patch size: largest"), f"{model}: p128 vs p64")
+        cells = md_row(section(st, "## Patch size: largest"), f"{model}: {trained('p128')} vs {trained('p64')}")
         low, high = (float(x) for x in cells[ADJ].strip("[]").split(", "))
         se = float(cells[SE])  # the hierarchical SE: configurations and the test tomograms, so above theirs alone
         assert se > 0.9 * d.std(ddof=1) / 2
@@ -254,7 +262,7 @@ def test_report_numbers_match_independent_computation(env, tmp_path):
         for a, b in (("p64", "p96"), ("p96", "p128")):
             d = np.array([truth[f"{model}-{c}-{b}-{x}"][0] - truth[f"{model}-{c}-{a}-{x}"][0]
                           for c in ("c16", "c32") for x in ("s1", "s2")])  # fmt: skip
-            cells = md_row(steps, f"{model}: {b} vs {a}")
+            cells = md_row(steps, f"{model}: {trained(b)} vs {trained(a)}")
             assert cells[1] == "4" and cells[2] == f"{d.mean():+.3f}"
     extra = pairs(truth, "unet", "unet_se", value=1)
     base = np.array([truth[c.name][1] for c in STUDY.configurations() if c.model == "unet"])
@@ -425,12 +433,14 @@ def test_published_statistics_page_shows_the_papers_inconsistencies(env, tmp_pat
 
 
 def test_tables_say_when_a_cell_ran_other_sizes_than_the_papers():
-    from src.report.build import ran_label
+    from src.report.build import patch_labels, ran_label
 
     runs = pd.DataFrame({"cell": ["unet-c16-p64-s1", "unet-c16-p96-s1"], "patch_size": [(16, 32, 32), (32, 96, 96)]})
-    assert ran_label(runs, "unet-c16-p64-s1", "patch_size", (32, 64, 64), "x") == "32x64x64 (ran 16x32x32)"
+    assert ran_label(runs, "unet-c16-p64-s1", "patch_size", (32, 64, 64), "x") == "32x64x64 (trained 16x32x32)"
     assert ran_label(runs, "unet-c16-p96-s1", "patch_size", (32, 96, 96), "x") == "32x96x96"
     assert ran_label(runs, "unet-c16-p128-s1", "patch_size", (32, 128, 128), "x") == "32x128x128"
+    labels = patch_labels(runs.assign(patch=["p64", "p96"]), STUDY)
+    assert labels == {"p64": "p64 (trained 16x32x32)", "p96": "p96 (trained 32x96x96)", "p128": trained("p128")}
 
 
 CPU = {"cpu": "Test CPU", "cpu_count": 2, "gpu": None, "device": "cpu", "deterministic": True}
@@ -473,6 +483,7 @@ def test_every_table_and_figure_names_its_data_as_the_runs_logged_it(tmp_path, m
     assert len(ours) == 6  # tables 3 and 4 (md, tex), statistics, conclusions
     for text in [*(texts[n] for n in ours), *footers]:
         assert all(e in text.replace("\\_", "_") for e in expected), text[:600]
+        assert "machines" not in text  # one machine: no note about comparing times across machines
     paper = yaml.safe_load((REPO / "src/report/paper_claims.yaml").read_text())["data"]
     for name in ("table3.md", "table4.md", "published_statistics.md"):
         assert paper in texts[name]

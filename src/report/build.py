@@ -12,6 +12,7 @@ import yaml
 from src.classes import SCORE_WEIGHTS
 from src.errors import UserError
 from src.report import figures, render, stats
+from src.report.machines import machine_groups, machine_labels, machine_note, runs_count
 from src.report.runs import class_columns, load_published, load_runs
 from src.study import Study, size_label
 
@@ -25,16 +26,45 @@ def _value(frame: pd.DataFrame, cell: str, column: str):
 
 
 def ran_label(runs: pd.DataFrame, cell: str, column: str, paper: tuple[int, ...], sep: str) -> str:
-    """The paper's label of a configuration, plus what this run really used where that differs."""
+    """The paper's label of a configuration, plus what this run really trained where that differs."""
     hit = runs.loc[runs["cell"] == cell, column] if column in runs else []
     ran = tuple(hit.iloc[0]) if len(hit) else tuple(paper)
     label = size_label(paper, sep)
-    return label if ran == tuple(paper) else f"{label} (ran {size_label(ran, sep)})"
+    return label if ran == tuple(paper) else f"{label} (trained {size_label(ran, sep)})"
 
 
-def table_rows(runs: pd.DataFrame, published: pd.DataFrame, study: Study, sample: str) -> list[dict]:
+def trained_patches(frame: pd.DataFrame, study: Study, patch: str) -> list[str]:
+    """The patch sizes the cells of key `patch` trained (the paper's where no run says), e.g. ["16x32x32"]."""
+    sizes = frame.loc[frame["patch"] == patch, "patch_size"] if "patch_size" in frame else []
+    return sorted({size_label(p) for p in sizes}) or [size_label(study.patches[patch])]
+
+
+def patch_labels(frame: pd.DataFrame, study: Study) -> dict[str, str]:
+    """Each patch key with the sizes its cells trained, for every comparison's label: {"p64": "p64 (trained
+    16x32x32)"}; the demo trains a fraction of the paper's size under the paper's key (train.patch_scale)."""
+    return {p: f"{p} (trained {', '.join(trained_patches(frame, study, p))})" for p in study.patch_keys}
+
+
+def patch_rows(frame: pd.DataFrame, study: Study) -> list[dict]:
+    """Each patch key with the sizes its cells trained and the paper's size (`same`: they agree)."""
+    rows = []
+    for key, paper in study.patches.items():
+        trained = ", ".join(trained_patches(frame, study, key))
+        rows.append({"key": key, "trained": trained, "paper": size_label(paper), "same": trained == size_label(paper)})
+    return rows
+
+
+def paper_patch_labels(study: Study) -> dict[str, str]:
+    """The same for the paper's tables, at the paper's sizes: {"p64": "p64 (32x64x64)"}."""
+    return {p: f"{p} ({size_label(sizes)})" for p, sizes in study.patches.items()}
+
+
+def table_rows(
+    runs: pd.DataFrame, published: pd.DataFrame, study: Study, sample: str, elsewhere: frozenset[str] = frozenset()
+) -> list[dict]:
     """One row per grid cell of `sample` in the paper's order, ours (None if missing) beside the paper's; `runs` has
-    one row per configuration (seeds averaged) with its test-tomogram interval in `low` and `high`."""
+    one row per configuration (seeds averaged) with its test-tomogram interval in `low` and `high`. `elsewhere`: the
+    configurations with a run on another machine than the largest group's (their minutes are marked)."""
     rows = []
     for cell in (c for c in study.configurations() if c.sample == sample):
         rows.append(
@@ -48,6 +78,7 @@ def table_rows(runs: pd.DataFrame, published: pd.DataFrame, study: Study, sample
                 "high": _value(runs, cell.name, "high"),
                 "seeds": int(_value(runs, cell.name, "seeds") or 0),
                 "minutes": _value(runs, cell.name, "train_minutes"),
+                "other_machine": cell.name in elsewhere,
                 "paper_fbeta": _value(published, cell.name, "fbeta"),
                 "paper_minutes": _value(published, cell.name, "train_minutes"),
                 "first_of_model": cell.channels == study.channel_keys[0] and cell.patch == study.patch_keys[0],
@@ -72,10 +103,18 @@ def with_classes(family: list[stats.Paired], frame: pd.DataFrame, scoring: stats
     ]
 
 
-def analysis(frame: pd.DataFrame, study: Study, s: stats.Settings, scoring: stats.Scoring | None = None) -> dict:
+def analysis(
+    frame: pd.DataFrame,
+    study: Study,
+    s: stats.Settings,
+    scoring: stats.Scoring | None = None,
+    timed: pd.DataFrame | None = None,
+) -> dict:
     """Every statistic the report shows for one frame (ours or the paper's): one row per configuration. `scoring`
-    (default: the competition's weights) splits each model comparison into its classes' parts."""
+    (default: the competition's weights) splits each model comparison into its classes' parts; `timed` (default:
+    `frame`) are the configurations whose training minutes are compared (one machine's runs: `same_machine`)."""
     scoring = scoring or stats.Scoring(SCORE_WEIGHTS)
+    timed = frame if timed is None else timed
     summary = summary_rows(frame, study)
     best = stats.best_model(stats.model_summary(frame, study))
     attention = with_classes(stats.attention_vs_baseline(frame, study, s), frame, scoring)
@@ -96,7 +135,7 @@ def analysis(frame: pd.DataFrame, study: Study, s: stats.Settings, scoring: stat
         "patch_steps": patch_steps,
         "channels": channels,
         "channel_counts": dict(Counter(c.verdict for c in channels)),
-        "time": stats.attention_vs_baseline(frame, study, s, value="train_minutes"),
+        "time": stats.attention_vs_baseline(timed, study, s, value="train_minutes"),
     }
 
 
@@ -136,6 +175,16 @@ def with_intervals(runs: pd.DataFrame, scoring: stats.Scoring, s: stats.Settings
     return runs, frame
 
 
+def same_machine(runs: pd.DataFrame) -> tuple[pd.DataFrame, frozenset[str]]:
+    """(configurations of the runs on the largest group's machine, the configurations with a run elsewhere): what
+    time is compared on, and which table cells' minutes came (partly) from another machine."""
+    labels = machine_labels(runs)
+    main = machine_groups(runs)[0].label
+    here = labels == main
+    timed = stats.configurations(runs[here].drop(columns=["low", "high"], errors="ignore"))
+    return timed, frozenset(runs.loc[~here, "cell"])
+
+
 def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
     """What the numbers come from, for the opening of conclusions.md: data source, scale, seeds and device, read
     from the runs' logged params and their metrics files (None where no run says)."""
@@ -145,6 +194,7 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
         return sorted(str(v) for v in values if v is not None)
 
     counts = [c for c in runs.get("test_counts", []) if isinstance(c, dict) and c]
+    split = {key: logged(f"split.{key}") for key in ("runs_per_sample", "val_fraction", "test_runs")}
     per_sample = {}
     for sample, group in runs.groupby("sample"):
         found = [c for c in group.get("test_counts", []) if isinstance(c, dict) and c]
@@ -154,7 +204,7 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
             particles = {
                 c: sum(v.get(c, {}).get("tp", 0) + v.get(c, {}).get("fn", 0) for v in first.values()) for c in classes
             }
-            per_sample[sample] = {"tomograms": len(first), "particles": particles}
+            per_sample[sample] = {"tomograms": len(first), "particles": particles, "names": sorted(first)}
     hardware = [h for h in runs.get("hardware", []) if isinstance(h, dict)]
     tagged = sorted({str(d) for d in runs.get("run_device", []) if isinstance(d, str) and d})
     devices = sorted({h.get("gpu") or h.get("cpu") or "unknown" for h in hardware})
@@ -168,9 +218,14 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
         "epochs": logged("epochs"),
         "steps_per_epoch": logged("steps_per_epoch"),
         "patch_sizes": sorted({size_label(p) for p in frame["patch_size"]}) if "patch_size" in frame else [],
+        "patch_scale": logged("patch_scale"),
         "seeds": sorted({int(v) for v in runs["seed"]}) if "seed" in runs else [0],
         "seed_groups": seed_groups(frame),
         "test": per_sample,
+        # one test set for every sample (the study's design: split.py's common test set), said as one, not as two
+        "test_shared": len(per_sample) > 1 and len({tuple(x["names"]) for x in per_sample.values()}) == 1,
+        "training": training_sizes(split["runs_per_sample"], split["val_fraction"]),
+        "split": split,
         "with_counts": len(counts),
         "devices": devices,
         "cpu_counts": sorted({h["cpu_count"] for h in hardware if h.get("cpu_count")}),
@@ -178,9 +233,39 @@ def study_facts(runs: pd.DataFrame, frame: pd.DataFrame) -> dict:
         "device_kinds": sorted({str(h.get("device")) for h in hardware if h.get("device")}),
         "deterministic": deterministic,
         "with_hardware": len(hardware),
+        "machines": machine_groups(runs),
         "tagged_devices": tagged,  # the MLflow "device" tag, for runs that recorded no hardware
         "n_runs": len(runs),
     }
+
+
+def training_sizes(runs_per_sample: list[str], val_fractions: list[str]) -> list[dict]:
+    """The train and validation tomograms of each sample, from the split params the runs logged
+    (split.runs_per_sample and split.val_fraction, rounded as src/data/split.py rounds them); [] where no run
+    logged them."""
+    sizes = []
+    for n in runs_per_sample:
+        for fraction in val_fractions:
+            val = int(round(float(fraction) * int(n)))
+            sizes.append({"train": int(n) - val, "val": val})
+    return sizes
+
+
+def test_set_words(facts: dict) -> list[str]:
+    """ "8 test tomograms shared by s1 and s2" for the study's one common test set; one part per sample otherwise."""
+    test = facts["test"]
+    if facts.get("test_shared"):
+        first = next(iter(test.values()))
+        return [f"{first['tomograms']} test tomograms shared by {' and '.join(sorted(test))} (one test set)"]
+    return [f"{x['tomograms']} test tomograms ({sample})" for sample, x in sorted(test.items())]
+
+
+def training_words(facts: dict) -> list[str]:
+    """ "3 train + 1 validation tomograms per sample" (nothing where the runs did not log their split)."""
+    sizes = facts.get("training") or []
+    if not sizes:
+        return []
+    return [" / ".join(f"{x['train']} train + {x['val']} validation" for x in sizes) + " tomograms per sample"]
 
 
 def seed_groups(frame: pd.DataFrame) -> list[dict]:
@@ -220,14 +305,18 @@ def data_line(facts: dict) -> str:
         data = f"CryoET Data Portal dataset {_one_or_all(facts['portal_dataset'])}"
     else:
         data = _one_or_all(source) + " data"
-    tests = [f"{x['tomograms']} test tomograms ({sample})" for sample, x in sorted(facts["test"].items())]
     machine = _one_or_all(facts["devices"]) if facts["with_hardware"] else _one_or_all(facts["tagged_devices"])
     if facts["cpu_counts"] and not facts["gpus"]:  # a CPU run: its core count sets its speed
         machine = f"{_one_or_all([str(c) for c in facts['cpu_counts']])}-core {machine} CPU"
+    groups = facts.get("machines") or []
+    if len(groups) > 1:  # named wherever the line goes, since times are not comparable across them
+        each = "; ".join(f"{runs_count(len(g.runs))} on {g.label}" for g in groups)
+        machine = f"{len(groups)} machines ({each})"
     parts = [
         f"Our data: {data}",
         f"{_one_or_all(facts['voxel_spacing'])} A voxels",
-        *tests,
+        *training_words(facts),
+        *test_set_words(facts),
         f"{_one_or_all(facts['epochs'])} epochs x {_one_or_all(facts['steps_per_epoch'])} steps",
         seeds_label(facts),
         f"{facts['n_runs']} runs",
@@ -269,6 +358,14 @@ def model_cost(study: Study, network: dict, frame: pd.DataFrame) -> list[dict]:
 STEP_COLUMNS = ["device", "mode", "patch", "channels", "model", "step_ms"]
 
 
+def distinct_machines(df: pd.DataFrame) -> pd.DataFrame:
+    """Each CSV is one machine; where two name their device alike (every CPU file says "cpu"), the file's name is
+    added to it, so that one machine's times are never set against another's baseline."""
+    shared = df.groupby("device")["source"].transform("nunique") > 1
+    df.loc[shared, "device"] = df.loc[shared, "device"] + " (" + df.loc[shared, "source"] + ")"
+    return df.drop(columns="source")
+
+
 def step_times(paths, study: Study) -> list[dict]:
     """The measured training-step times of `benchmarks/train_step_speed.py --csv` files, each with its % over the
     baseline on the same machine, mode, patch and channels; empty when no file is given."""
@@ -284,16 +381,24 @@ def step_times(paths, study: Study) -> list[dict]:
                 f"report.step_times: {path} lacks column(s) {', '.join(missing)}; write it with "
                 "python benchmarks/train_step_speed.py --csv FILE"
             )
-        frames.append(frame[STEP_COLUMNS])
+        frames.append(frame[STEP_COLUMNS].assign(source=Path(path).name))
     if not frames:
         return []
-    df = pd.concat(frames, ignore_index=True)
+    df = distinct_machines(pd.concat(frames, ignore_index=True))
     keys = ["device", "mode", "patch", "channels"]
     base = df[df["model"] == study.baseline].set_index(keys)["step_ms"]
     df["pct"] = 100 * (df["step_ms"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(df[keys])).to_numpy() - 1)
     order = {m: i for i, m in enumerate(study.model_keys)}
     df = df.sort_values(keys + ["model"], key=lambda c: c.map(order) if c.name == "model" else c)
     return df.to_dict("records")
+
+
+def per_class_rows(means: pd.DataFrame, low: pd.DataFrame, high: pd.DataFrame) -> list[dict]:
+    """One row per model: its mean per-class F-beta and the interval of each over the test tomograms."""
+    return [
+        {"model": m, "scores": list(row), "lows": list(low.loc[m]), "highs": list(high.loc[m])}
+        for m, row in means.iterrows()
+    ]
 
 
 def step_summary(rows: list[dict]) -> list[dict]:
@@ -322,11 +427,15 @@ def build_report(
     d = report_params.decimals
     scoring = scoring or stats.Scoring(SCORE_WEIGHTS)
     runs, frame = with_intervals(load_runs(metrics_dir, study, tracking_uri), scoring, s)
+    timed, elsewhere = same_machine(runs)
     columns = class_columns(runs)
+    classes = [c.split("/", 1)[1] for c in columns]
+    per_class = stats.per_class(frame, study, columns)
+    class_low, class_high = stats.per_class_intervals(runs, study, classes, scoring, s)
     published = load_published(study)
     claims = yaml.safe_load(CLAIMS_FILE.read_text())
     names = set(frame["cell"])
-    ours, paper = analysis(frame, study, s, scoring), analysis(published, study, s, scoring)
+    ours, paper = analysis(frame, study, s, scoring, timed), analysis(published, study, s, scoring)
     for family in ("attention", "patch", "patch_steps", "channels"):
         ours[family] = stats.against_paper(ours[family], paper[family], s)
     mixed = stats.mixed_model(runs, study, s)
@@ -347,10 +456,11 @@ def build_report(
         "paper": paper,
         "mixed": mixed,
         "paper_patches": [size_label(p) for p in study.patches.values()],
-        "weights": {c.split("/", 1)[1]: scoring.weights.get(c.split("/", 1)[1], 0.0) for c in columns},
+        "weights": {c: scoring.weights.get(c, 0.0) for c in classes},
         "total_weight": scoring.total_weight,
         "facts": (facts := study_facts(runs, frame)),
         "data_line": data_line(facts),
+        "machine_note": machine_note(facts["machines"]),
         "our_scale": data_line(facts).removeprefix("Our data: "),
         "family": f"{100 * (1 - s.alpha):g}",  # the simultaneous level of a family's intervals
         "paper_data": claims["data"],
@@ -359,19 +469,20 @@ def build_report(
         "step_summary": step_summary(steps),
         "seconds_per_epoch": summary_rows(frame.assign(fbeta=frame["seconds_per_epoch"]), study),
         "checks": paper_checks(published, study, claims),
-        "per_class": [
-            {"model": m, "scores": [row[c] for c in columns]}
-            for m, row in stats.per_class(frame, study, columns).iterrows()
-        ],
-        "classes": [c.split("/", 1)[1] for c in columns],
+        "per_class": per_class_rows(per_class, class_low, class_high),
+        "classes": classes,
+        "labels": patch_labels(frame, study),
+        "patches": patch_rows(frame, study),
+        "paper_labels": paper_patch_labels(study),
         "min_pairs": s.min_pairs,
         "bootstrap": s,
     }
     md, tex = render.markdown_env(), render.latex_env()
     written = []
     for sample, number in TABLES.items():
-        rows = table_rows(frame, published, study, sample)
+        rows = table_rows(frame, published, study, sample, elsewhere)
         table = {"sample_number": sample[1:], "table_number": number, "rows": rows, "d": d, "conf": common["conf"]}
+        table["machine_note"], table["main_machine"] = common["machine_note"], facts["machines"][0].label
         table["resamples"] = s.bootstrap_resamples
         table["data_line"], table["paper_data"] = common["data_line"], common["paper_data"]
         table["present"] = sum(r["fbeta"] is not None for r in table["rows"])
@@ -384,8 +495,9 @@ def build_report(
         written.append(out / name)
     if make_figures:
         line = common["data_line"]
-        figures.fbeta_vs_patch(frame, study, out / "fbeta_vs_patch.png", line)
-        figures.score_vs_minutes(frame, study, out / "score_vs_minutes.png", line)
-        figures.per_class_scores(stats.per_class(frame, study, columns), study, out / "per_class.png", line)
+        figures.fbeta_vs_patch(frame, study, out / "fbeta_vs_patch.png", line, common["labels"])
+        figures.score_vs_minutes(frame, study, out / "score_vs_minutes.png", line, elsewhere, facts["machines"])
+        intervals = (class_low.to_numpy(), class_high.to_numpy())
+        figures.per_class_scores(per_class, study, out / "per_class.png", line, intervals, common["weights"])
         written += [out / "fbeta_vs_patch.png", out / "score_vs_minutes.png", out / "per_class.png"]
     return written

@@ -614,11 +614,8 @@ def tomogram_draws(runs: pd.DataFrame, scoring: Scoring, s: Settings) -> list[np
     give back its logged score is an error (the weights differ from the ones it was scored with)."""
     from src.errors import UserError
 
-    counts = runs["test_counts"] if "test_counts" in runs else pd.Series([None] * len(runs), index=runs.index)
-    rng = np.random.default_rng(s.bootstrap_seed)
-    resamples: dict[tuple[str, ...], np.ndarray] = {}
-    for tomograms in sorted({tuple(sorted(c)) for c in counts if isinstance(c, dict) and c}):
-        resamples[tomograms] = rng.integers(0, len(tomograms), size=(s.bootstrap_resamples, len(tomograms)))
+    counts = _test_counts(runs)
+    resamples = tomogram_resamples(counts, s)
     out = []
     for (_, row), test_counts in zip(runs.iterrows(), counts, strict=True):
         if not isinstance(test_counts, dict) or not test_counts:
@@ -635,6 +632,56 @@ def tomogram_draws(runs: pd.DataFrame, scoring: Scoring, s: Settings) -> list[np
         index = resamples[tuple(sorted(test_counts))]
         out.append(score_counts(array[index].sum(axis=1), classes, scoring))
     return out
+
+
+def _test_counts(runs: pd.DataFrame) -> pd.Series:
+    return runs["test_counts"] if "test_counts" in runs else pd.Series([None] * len(runs), index=runs.index)
+
+
+def tomogram_resamples(counts, s: Settings) -> dict[tuple[str, ...], np.ndarray]:
+    """The index matrix (resample, tomogram) of each test set among `counts` (one per distinct set of tomogram
+    names, in name order): every score drawn from one test set uses the same resampled tomograms."""
+    rng = np.random.default_rng(s.bootstrap_seed)
+    resamples: dict[tuple[str, ...], np.ndarray] = {}
+    for tomograms in sorted({tuple(sorted(c)) for c in counts if isinstance(c, dict) and c}):
+        resamples[tomograms] = rng.integers(0, len(tomograms), size=(s.bootstrap_resamples, len(tomograms)))
+    return resamples
+
+
+def class_draws(runs: pd.DataFrame, classes: list[str], scoring: Scoring, s: Settings) -> list[np.ndarray | None]:
+    """For each row of `runs`, each class's F-beta (columns in the order of `classes`) in each resample of its test
+    tomograms, an array (resample, class), on the same resampled tomograms as `tomogram_draws`; None for a row
+    without `test_counts`."""
+    from src.metric import class_fbeta
+
+    counts = _test_counts(runs)
+    resamples = tomogram_resamples(counts, s)
+    out = []
+    for test_counts in counts:
+        if not isinstance(test_counts, dict) or not test_counts:
+            out.append(None)
+            continue
+        summed = counts_array(test_counts, classes)[resamples[tuple(sorted(test_counts))]].sum(axis=1)
+        out.append(class_fbeta(summed[..., 0], summed[..., 1], summed[..., 2], scoring.beta)[2])
+    return out
+
+
+def per_class_intervals(
+    runs: pd.DataFrame, study: Study, classes: list[str], scoring: Scoring, s: Settings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(low, high), shaped as `per_class`: the interval of each model's mean per-class F-beta when the test
+    tomograms are resampled, the seeds of a configuration averaged first and then its configurations, as
+    `per_class` averages them; NaN for a model with a run without per-tomogram counts."""
+    draws = pd.Series(class_draws(runs, classes, scoring, s), index=runs.index)
+    low = pd.DataFrame(np.nan, index=list(study.model_keys), columns=classes)
+    high = low.copy()
+    for model, group in runs.groupby("model"):
+        if model not in low.index or any(d is None for d in draws[group.index]):
+            continue
+        by_configuration = [np.mean(list(draws[g.index]), axis=0) for _, g in group.groupby("cell")]
+        tail = 100 * (1 - s.confidence) / 2
+        low.loc[model], high.loc[model] = np.percentile(np.mean(by_configuration, axis=0), [tail, 100 - tail], axis=0)
+    return low, high
 
 
 def percentile_interval(draws, s: Settings) -> tuple[float, float]:
