@@ -199,6 +199,26 @@ def info(
         typer.echo(f"{run}: {len(picks)} picks " + json.dumps(picks.particle_type.value_counts().to_dict()))
 
 
+@app.command("copick-config")
+def copick_config_command(
+    project: Annotated[Path, typer.Argument(help="A copick project folder or its copick_config.json.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Config file to write (default: beside the project's folder, <folder>.copick.json)."),
+    ] = None,
+):
+    """Write a copick config of PROJECT with absolute roots, which copick.from_file opens from any folder (the
+    project's own config has relative roots, which copick takes relative to the current folder)."""
+    from src.atomic import atomic_output, check_output
+    from src.data.copick_io import CopickProject, absolute_config, default_absolute_config_path
+
+    source = CopickProject(project)
+    target = check_output(out or default_absolute_config_path(source))
+    with atomic_output(target) as tmp:
+        tmp.write_text(json.dumps(absolute_config(source), indent=2) + "\n")
+    typer.echo(f"wrote {target}: copick.from_file('{target.resolve()}') reads {len(source.run_names())} runs")
+
+
 @app.command()
 def data(
     workers: Annotated[

@@ -564,6 +564,24 @@ def competition_config(folder: Path) -> dict:
     return copick_config(CZII_CLASSES, name=folder.name, description=f"the competition's layout at {folder}")
 
 
+def absolute_config(project: CopickProject) -> dict:
+    """The project's copick config with absolute roots. copick (1.31) takes a relative `local://` root relative to the
+    current folder, not to the config's, so only this form opens from anywhere; the project's own config keeps its
+    relative roots, as a DVC output must not name this machine's paths."""
+    return {
+        **project.config,
+        "overlay_root": f"local://{project.overlay_root.resolve()}",
+        "static_root": f"local://{project.static_root.resolve()}",
+    }
+
+
+def default_absolute_config_path(project: CopickProject) -> Path:
+    """Beside the project's folder, outside it: `data/project` -> `data/project.copick.json` (a file inside would
+    change the DVC output)."""
+    folder = project.config_path.parent
+    return folder.with_name(f"{folder.name}.copick.json")
+
+
 def write_copick_config(path: str | Path, classes: tuple[ParticleClass, ...], name: str, description: str) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(copick_config(classes, name, description), indent=2))

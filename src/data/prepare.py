@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from src.atomic import atomic_output
 from src.classes import CZII_CLASSES
-from src.data.copick_io import CONFIG_NAME, CopickProject
+from src.data.copick_io import CONFIG_NAME, CopickProject, absolute_config
 from src.errors import UserError
 from src.params import Params
 
@@ -35,12 +35,7 @@ def open_project(params: Params) -> CopickProject:
 def _link_external(source: Path, out: Path) -> None:
     """Write `out/copick_config.json`: the external project's config (a copick config, or the one a folder in the
     competition's layout implies) with its roots made absolute."""
-    project = CopickProject(source)
-    config = {
-        **project.config,
-        "overlay_root": f"local://{project.overlay_root.resolve()}",
-        "static_root": f"local://{project.static_root.resolve()}",
-    }
+    config = absolute_config(CopickProject(source))
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
