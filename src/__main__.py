@@ -199,6 +199,20 @@ def info(
         typer.echo(f"{run}: {len(picks)} picks " + json.dumps(picks.particle_type.value_counts().to_dict()))
 
 
+@app.command()
+def workspace(
+    folder: Annotated[Path, typer.Argument(help="Folder to make (or renew) a workspace, e.g. tour.")],
+):
+    """Make a scratch workspace: a copy of params.yaml and links to the code, so that commands run inside it (cd
+    FOLDER) write their data, models, metrics, paper/ and MLflow store there and leave the committed study alone."""
+    from src.workspace import make_workspace
+
+    repo = Path(__file__).resolve().parents[1]
+    fresh = make_workspace(folder, repo)
+    kept = "copied params.yaml into it" if fresh else "kept its params.yaml"
+    typer.echo(f"{folder} is a workspace ({kept}); cd {folder} and run commands there: they write under it")
+
+
 @app.command("copick-config")
 def copick_config_command(
     project: Annotated[Path, typer.Argument(help="A copick project folder or its copick_config.json.")],
