@@ -35,12 +35,13 @@ from numcodecs import blosc
 
 from src.atomic import atomic_output
 from src.classes import CZII_CLASSES, ParticleClass, by_name, classes_from_copick
-from src.errors import DataError
+from src.errors import DataError, UserError
 from src.metric import COORDS, POINT_COLUMNS
 from src.names import check_name
 from src.ranges import check_voxel_spacing
 
 CONFIG_NAME = "copick_config.json"
+SHOWN_RUNS = 8  # runs an error lists before "and N more"
 
 # `predict --picks-to-copick` writes picks under this copick user; they are never read back as ground truth.
 PREDICTION_USER = "predict"
@@ -445,6 +446,18 @@ class CopickProject:
         if not names:
             raise DataError(f"{self.config_path}: no runs under {self.static_root}/ExperimentRuns")
         return sorted(names)
+
+    def check_runs(self, names: list[str], option: str = "--runs") -> None:
+        """A UserError naming the first of `names` that is not a run here, with the runs `option` may name."""
+        known = self.run_names()
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            listed = ", ".join(known[:SHOWN_RUNS]) + (
+                f" and {len(known) - SHOWN_RUNS} more" if len(known) > SHOWN_RUNS else ""
+            )
+            raise UserError(
+                f"run {unknown[0]} is not in the copick project {self.config_path}; {option} takes {listed}"
+            )
 
     def tomogram_path(self, run: str, tomo_type: str, voxel_spacing: float) -> Path:
         check_name(run, "run name", self.config_path, DataError)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tqdm import tqdm
-
 from src.atomic import atomic_output
 from src.classes import CZII_CLASSES
 from src.data.copick_io import CONFIG_NAME, CopickProject, absolute_config
 from src.errors import UserError
 from src.params import Params
+from src.progress import each
 
 MANIFEST_NAME = "manifest.json"
 
@@ -43,7 +42,7 @@ def _link_external(source: Path, out: Path) -> None:
 def validate_project(project: CopickProject, tomo_type: str, voxel_spacing: float, progress: bool = True) -> dict:
     """Read every run's tomogram and picks (raising DataError on the first problem); a summary per run."""
     runs = {}
-    for run in tqdm(project.run_names(), desc="checking runs", unit="run", disable=None if progress else True):
+    for run in each(project.run_names(), "checking runs", "run", progress):
         tomo = project.tomogram(run, tomo_type, voxel_spacing)
         picks = project.picks(run, tomo)
         runs[run] = {
