@@ -7,55 +7,24 @@ from src import repro
 repro.apply()  # params.yaml's repro: threads and instruction set, before numpy or torch loads (they read it then)
 
 import json  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
+from src.cli import from_params, new_app, one_of_params, version_option  # noqa: E402
+from src.cli import run as run_app  # noqa: E402
 from src.errors import UserError  # noqa: E402
 from src.params import PARAMS_FILE, load_params  # noqa: E402
 from src.ranges import option_range, voxel_spacing_option  # noqa: E402
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # "[params: synth.runs]" in a help text is text, not markup to drop
-    help="Attention 3D U-Nets for particle picking in cryo-ET tomograms (data, split, and more per stage).",
-)
-
-
-def version_text() -> str:
-    """This project's name, version and commit, and the versions of the libraries that decide its numbers."""
-    import tomllib
-    from importlib.metadata import PackageNotFoundError, version
-
-    from src.tracking import git_commit
-
-    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
-    libraries = []
-    for name in ("torch", "monai", "mlflow"):
-        try:
-            libraries.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            libraries.append(f"{name} missing")
-    return f"{project['name']} {project['version']} (git {git_commit()[:12]}); " + ", ".join(libraries)
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(version_text())
-        raise typer.Exit()
+app = new_app("Attention 3D U-Nets for particle picking in cryo-ET tomograms (data, split, and more per stage).")
+# src/exports.FORMATS, written out so that --help need not import the exporters (pandas); a test checks they agree
+EXPORT_FORMATS = ("star", "tbl", "napari", "chimerax")
 
 
 @app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
-    ] = False,
-):
+def _root(version: Annotated[bool, version_option()] = False):
     pass
 
 
@@ -85,14 +54,22 @@ def synth(
         Path, typer.Option(help="Folder for the copick project (replaces one that synth made; else needs --force).")
     ],
     runs: Annotated[
-        int | None, typer.Option(help="Number of tomograms [params: synth.runs].", callback=option_range("[1, inf)"))
+        int | None,
+        typer.Option(help="Number of tomograms." + from_params("synth.runs"), callback=option_range("[1, inf)")),
     ] = None,
-    shape: Annotated[str | None, typer.Option(help="D,H,W voxels, e.g. 184,630,630 [params: synth.shape].")] = None,
+    shape: Annotated[
+        str | None, typer.Option(help="D,H,W voxels, e.g. 184,630,630." + from_params("synth.shape"))
+    ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Random seed [params: synth.seed].", callback=option_range("[0, inf)"))
+        int | None, typer.Option(help="Random seed." + from_params("synth.seed"), callback=option_range("[0, inf)"))
     ] = None,
     picks_naming: Annotated[
-        str | None, typer.Option(help="competition (Picks/<object>.json) or copick (<user>_<session>_<object>.json).")
+        str | None,
+        typer.Option(
+            metavar="<competition|copick>",
+            help="Picks files as Picks/<object>.json (competition) or <user>_<session>_<object>.json (copick)."
+            + from_params("synth.picks_naming"),
+        ),
     ] = None,
     workers: Annotated[
         int,
@@ -132,7 +109,7 @@ def show(
     project: Annotated[Path, typer.Argument(help="A copick project folder or its copick_config.json.")],
     run: Annotated[str, typer.Option(help="Run (experiment) name.")],
     out: Annotated[Path, typer.Option(help="Image file to write (PNG).")] = Path("slice.png"),
-    tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+    tomo_type: Annotated[str | None, typer.Option(help="Tomogram type." + from_params("data.tomo_type"))] = None,
     predictions: Annotated[
         Path | None,
         typer.Option(
@@ -200,6 +177,40 @@ def info(
 
 
 @app.command()
+def workspace(
+    folder: Annotated[Path, typer.Argument(help="Folder to make (or renew) a workspace, e.g. tour.")],
+):
+    """Make a scratch workspace: a copy of params.yaml and links to the code, so that commands run inside it (cd
+    FOLDER) write their data, models, metrics, paper/ and MLflow store there and leave the committed study alone."""
+    from src.workspace import make_workspace
+
+    repo = Path(__file__).resolve().parents[1]
+    fresh = make_workspace(folder, repo)
+    kept = "copied params.yaml into it" if fresh else "kept its params.yaml"
+    typer.echo(f"{folder} is a workspace ({kept}); cd {folder} and run commands there: they write under it")
+
+
+@app.command("copick-config")
+def copick_config_command(
+    project: Annotated[Path, typer.Argument(help="A copick project folder or its copick_config.json.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Config file to write (default: beside the project's folder, <folder>.copick.json)."),
+    ] = None,
+):
+    """Write a copick config of PROJECT with absolute roots, which copick.from_file opens from any folder (the
+    project's own config has relative roots, which copick takes relative to the current folder)."""
+    from src.atomic import atomic_output, check_output
+    from src.data.copick_io import CopickProject, absolute_config, default_absolute_config_path
+
+    source = CopickProject(project)
+    target = check_output(out or default_absolute_config_path(source))
+    with atomic_output(target) as tmp:
+        tmp.write_text(json.dumps(absolute_config(source), indent=2) + "\n")
+    typer.echo(f"wrote {target}: copick.from_file('{target.resolve()}') reads {len(source.run_names())} runs")
+
+
+@app.command()
 def data(
     workers: Annotated[
         int,
@@ -251,7 +262,7 @@ def download(
         ),
     ] = 10440,
     out: Annotated[Path, typer.Option(help="Folder for the copick project.")] = Path("downloads/portal"),
-    tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+    tomo_type: Annotated[str | None, typer.Option(help="Tomogram type." + from_params("data.tomo_type"))] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing --out folder even if this program did not make it.")
     ] = False,
@@ -332,7 +343,11 @@ def solution(
 @app.command()
 def models(
     patch_sizes: Annotated[
-        str | None, typer.Option(help="Patch sizes D,H,W separated by ';' [params: study.patches, the paper's].")
+        str | None,
+        typer.Option(
+            help="Patch sizes D,H,W separated by ';', the paper's."
+            + from_params("study.patches", lambda patches: ";".join(",".join(map(str, p)) for p in patches.values()))
+        ),
     ] = None,
 ):
     """Print parameters, multiply-adds per patch size and training-step activation memory of every model."""
@@ -359,7 +374,7 @@ def predict(
     picks_to_copick: Annotated[
         bool, typer.Option("--picks-to-copick", help="Also write copick picks predict_0_<object>.json.")
     ] = False,
-    tomo_type: Annotated[str | None, typer.Option(help="Tomogram type [params: data.tomo_type].")] = None,
+    tomo_type: Annotated[str | None, typer.Option(help="Tomogram type." + from_params("data.tomo_type"))] = None,
     voxel_spacing: Annotated[
         float | None,
         typer.Option(
@@ -375,7 +390,11 @@ def predict(
     ] = False,
     formats: Annotated[
         list[str] | None,
-        typer.Option("--format", help="Also write star, tbl, napari or chimerax beside OUT (repeatable)."),
+        typer.Option(
+            "--format",
+            metavar=f"<{'|'.join(EXPORT_FORMATS)}>",
+            help="Also write picks in this format beside OUT (repeatable): RELION 5, Dynamo, napari, ChimeraX.",
+        ),
     ] = None,
     device: Annotated[
         str | None,
@@ -460,7 +479,11 @@ def export(
     picks: Annotated[list[Path], typer.Argument(help="Submission CSV(s) (Angstrom) or copick picks JSON file(s).")],
     to: Annotated[
         str,
-        typer.Option("--to", help="star (RELION 5), tbl (Dynamo), napari (a folder of points CSVs), chimerax (.cmm)."),
+        typer.Option(
+            "--to",
+            metavar=f"<{'|'.join(EXPORT_FORMATS)}>",
+            help="star (RELION 5), tbl (Dynamo), napari (a folder of points CSVs), chimerax (.cmm).",
+        ),
     ],
     out: Annotated[
         Path | None, typer.Option(help="File (napari: folder) to write (default: the first PICKS, format's suffix).")
@@ -477,7 +500,7 @@ def export(
         typer.Option(help="A copick project: each run's pixel size and tomogram size from its tomogram's metadata."),
     ] = None,
     tomo_type: Annotated[
-        str | None, typer.Option(help="With --copick: tomogram type [params: data.tomo_type].")
+        str | None, typer.Option(help="With --copick: tomogram type." + from_params("data.tomo_type"))
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="napari: replace an existing --out folder this program did not make.")
@@ -520,9 +543,7 @@ def thresholds(
     from src.inference.predict import tune_on_runs
 
     project = CopickProject(copick, p.classes.weights, p.data.picks_user)
-    unknown = sorted(set(names) - set(project.run_names()))
-    if unknown:
-        raise UserError(f"run {unknown[0]} is not in the copick project {project.config_path}")
+    project.check_runs(names)
     plan, _ = tune_on_runs(model, project, names, p, progress=True)
     update_postprocess(model, plan.to_dict())
     tuned = plan.thresholds[plan.extractor]
@@ -534,14 +555,20 @@ def train(
     cell: Annotated[
         str | None, typer.Option(help="A cell name such as unet_se-c16-p128-s1-r0 (without -r<seed>: the first seed).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="A model key [params: study.models] (instead of --cell).")] = None,
-    channels: Annotated[str | None, typer.Option(help="Channel config key [params: study.channels].")] = None,
-    patch: Annotated[str | None, typer.Option(help="Patch size key [params: study.patches].")] = None,
-    sample: Annotated[str | None, typer.Option(help="Data sample key [params: study.samples].")] = None,
+    model: Annotated[
+        str | None, typer.Option(help=f"Instead of --cell: a model, {one_of_params('study.models')}.")
+    ] = None,
+    channels: Annotated[
+        str | None, typer.Option(help=f"Channel configuration, {one_of_params('study.channels')}.")
+    ] = None,
+    patch: Annotated[str | None, typer.Option(help=f"Patch size, {one_of_params('study.patches')}.")] = None,
+    sample: Annotated[str | None, typer.Option(help=f"Data sample, {one_of_params('study.samples')}.")] = None,
     seed: Annotated[
         int | None,
         typer.Option(
-            help="Replicate seed, one of [params: train.seeds] (default: the first).", callback=option_range("[0, inf)")
+            help="Replicate seed: one of train.seeds, or of the replicate block's for its cells."
+            + from_params("train.seeds", lambda seeds: f"{seeds[0]}, the first" if seeds else "none"),
+            callback=option_range("[0, inf)"),
         ),
     ] = None,
     resume: Annotated[
@@ -600,11 +627,7 @@ def profile(
     typer.echo(f"params.yaml now uses profile '{name}' ({len(changed)} values set)")
 
 
-tracking_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    help="The MLflow store and the committed exports of its runs (metrics/mlflow/<cell>.json).",
-)
+tracking_app = new_app("The MLflow store and the committed exports of its runs (metrics/mlflow/<cell>.json).")
 app.add_typer(tracking_app, name="tracking")
 
 
@@ -613,7 +636,8 @@ def tracking_import(
     exports: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Run exports to load (default: every <metrics_dir>/mlflow/*.json) [params: train.metrics_dir]."
+            help="Run exports to load."
+            + from_params("train.metrics_dir", lambda folder: f"every {folder}/mlflow/*.json")
         ),
     ] = None,
 ):
@@ -634,7 +658,10 @@ def tracking_import(
 def tracking_export(
     metrics: Annotated[
         list[Path] | None,
-        typer.Argument(help="Cell metrics files whose runs to export (default: all) [params: train.metrics_dir]."),
+        typer.Argument(
+            help="Cell metrics files whose runs to export."
+            + from_params("train.metrics_dir", lambda folder: f"every {folder}/*.json")
+        ),
     ] = None,
 ):
     """Export the run each metrics file names to <metrics_dir>/mlflow/<cell>.json (training does this per cell)."""
@@ -778,11 +805,7 @@ def grid_status_command(
 
 
 def main() -> None:
-    try:
-        app()
-    except UserError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -518,7 +518,9 @@ def load_params(path: str | Path = PARAMS_FILE, check_models: bool = False) -> P
     """params.yaml, checked; `check_models` for the commands that build networks from it (see `model_problems`)."""
     path = Path(path)
     if not path.exists():
-        raise ParamsError(f"{path} not found: run from the repository root")
+        raise ParamsError(
+            f"{path} not found: run from the repository root or a workspace (python -m src workspace DIR)"
+        )
     try:
         raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
     except yaml.YAMLError as err:

@@ -36,12 +36,9 @@ def apply_profile(name: str, params_file: str | Path, profiles_dir: str | Path =
     if not profile_path.exists():
         known = sorted(p.stem for p in Path(profiles_dir).glob("*.yaml"))
         raise UserError(f"no profile '{name}' (known: {', '.join(known)})")
-    yaml = YAML()  # round-trip mode keeps comments and layout
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-    params = _read(yaml, params_file)
-    overrides = _read(YAML(typ="safe"), profile_path)
+    yaml = round_trip_yaml()
+    params = read_yaml(yaml, params_file)
+    overrides = read_yaml(YAML(typ="safe"), profile_path)
     changed: list[str] = []
     _merge(params, overrides, "", changed)
     parse_params(_plain(params))  # refuse to write params that would not load
@@ -50,7 +47,16 @@ def apply_profile(name: str, params_file: str | Path, profiles_dir: str | Path =
     return changed
 
 
-def _read(yaml: YAML, path: str | Path):
+def round_trip_yaml() -> YAML:
+    """A YAML reader and writer that keeps params.yaml's comments, layout and `null`s."""
+    yaml = YAML()  # round-trip mode keeps comments and layout
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return yaml
+
+
+def read_yaml(yaml: YAML, path: str | Path):
     """A YAML file's content; its syntax errors, a key given twice among them (ruamel refuses those), in one
     sentence."""
     try:

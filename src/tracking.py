@@ -39,7 +39,10 @@ def repo_root() -> Path:
 
 
 def store_dir() -> Path:
-    return Path(os.environ.get(ENV_STORE) or repo_root() / "mlruns").resolve()
+    """CRYOET_MLRUNS, else a workspace's own mlruns/ (so a tour's runs stay there), else the repository's."""
+    from src.workspace import workspace_root
+
+    return Path(os.environ.get(ENV_STORE) or (workspace_root() or repo_root()) / "mlruns").resolve()
 
 
 ENV_SERVER = "MLFLOW_TRACKING_URI"  # MLflow's own variable: a tracking server (http://host:port) for many writers

@@ -100,14 +100,15 @@ def test_yaml_and_os_errors_are_one_sentence(tmp_path):
 
 
 def test_help_shows_which_param_an_option_defaults_to():
-    """`[params: synth.runs]` in an option's help is text, not markup for the help renderer to drop."""
+    """`[default: 16, from params: synth.runs]` in an option's help is text, not markup for the help renderer to
+    drop (tests/test_cli.py checks the values)."""
     from typer.testing import CliRunner
 
     from src.__main__ import app
 
     result = CliRunner().invoke(app, ["synth", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    assert "[params: synth.runs]" in result.output and "[params: synth.shape]" in result.output
+    assert "from params: synth.runs]" in result.output and "from params: synth.shape]" in result.output
 
 
 def test_a_reversed_lookalike_mass_range_is_refused_when_params_load():

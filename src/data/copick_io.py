@@ -35,12 +35,13 @@ from numcodecs import blosc
 
 from src.atomic import atomic_output
 from src.classes import CZII_CLASSES, ParticleClass, by_name, classes_from_copick
-from src.errors import DataError
+from src.errors import DataError, UserError
 from src.metric import COORDS, POINT_COLUMNS
 from src.names import check_name
 from src.ranges import check_voxel_spacing
 
 CONFIG_NAME = "copick_config.json"
+SHOWN_RUNS = 8  # runs an error lists before "and N more"
 
 # `predict --picks-to-copick` writes picks under this copick user; they are never read back as ground truth.
 PREDICTION_USER = "predict"
@@ -446,6 +447,18 @@ class CopickProject:
             raise DataError(f"{self.config_path}: no runs under {self.static_root}/ExperimentRuns")
         return sorted(names)
 
+    def check_runs(self, names: list[str], option: str = "--runs") -> None:
+        """A UserError naming the first of `names` that is not a run here, with the runs `option` may name."""
+        known = self.run_names()
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            listed = ", ".join(known[:SHOWN_RUNS]) + (
+                f" and {len(known) - SHOWN_RUNS} more" if len(known) > SHOWN_RUNS else ""
+            )
+            raise UserError(
+                f"run {unknown[0]} is not in the copick project {self.config_path}; {option} takes {listed}"
+            )
+
     def tomogram_path(self, run: str, tomo_type: str, voxel_spacing: float) -> Path:
         check_name(run, "run name", self.config_path, DataError)
         check_name(tomo_type, "tomogram type", self.config_path, DataError)
@@ -562,6 +575,24 @@ def competition_config(folder: Path) -> dict:
     if not (folder / "overlay" / "ExperimentRuns").is_dir() and not (folder / "static" / "ExperimentRuns").is_dir():
         raise DataError(f"{folder}: neither a copick config nor a folder with overlay/ExperimentRuns or static/")
     return copick_config(CZII_CLASSES, name=folder.name, description=f"the competition's layout at {folder}")
+
+
+def absolute_config(project: CopickProject) -> dict:
+    """The project's copick config with absolute roots. copick (1.31) takes a relative `local://` root relative to the
+    current folder, not to the config's, so only this form opens from anywhere; the project's own config keeps its
+    relative roots, as a DVC output must not name this machine's paths."""
+    return {
+        **project.config,
+        "overlay_root": f"local://{project.overlay_root.resolve()}",
+        "static_root": f"local://{project.static_root.resolve()}",
+    }
+
+
+def default_absolute_config_path(project: CopickProject) -> Path:
+    """Beside the project's folder, outside it: `data/project` -> `data/project.copick.json` (a file inside would
+    change the DVC output)."""
+    folder = project.config_path.parent
+    return folder.with_name(f"{folder.name}.copick.json")
 
 
 def write_copick_config(path: str | Path, classes: tuple[ParticleClass, ...], name: str, description: str) -> None:

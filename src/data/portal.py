@@ -11,13 +11,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from src.atomic import atomic_output, check_output
 from src.classes import ParticleClass
 from src.data.copick_io import spacing_folder, write_copick_config, write_picks_json
 from src.errors import DataError, UserError
 from src.names import check_name
+from src.progress import each
 
 # How the portal names the CZII objects (object_name, lower case) -> our class names; matched by substring.
 PORTAL_NAME_HINTS: dict[str, tuple[str, ...]] = {
@@ -128,7 +128,7 @@ def download_dataset(
             write_copick_config(
                 tmp / "copick_config.json", classes, f"portal-{dataset_id}", f"CryoET Data Portal {dataset_id}"
             )
-            for run in tqdm(runs, desc=f"dataset {dataset_id}", unit="run"):
+            for run in each(runs, f"dataset {dataset_id}", "run", label=lambda r: r.name):
                 _download_run(run, tmp, classes, tomo_type, folder_spacing)
     except UserError:
         raise

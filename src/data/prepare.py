@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tqdm import tqdm
-
 from src.atomic import atomic_output
 from src.classes import CZII_CLASSES
-from src.data.copick_io import CONFIG_NAME, CopickProject
+from src.data.copick_io import CONFIG_NAME, CopickProject, absolute_config
 from src.errors import UserError
 from src.params import Params
+from src.progress import each
 
 MANIFEST_NAME = "manifest.json"
 
@@ -35,12 +34,7 @@ def open_project(params: Params) -> CopickProject:
 def _link_external(source: Path, out: Path) -> None:
     """Write `out/copick_config.json`: the external project's config (a copick config, or the one a folder in the
     competition's layout implies) with its roots made absolute."""
-    project = CopickProject(source)
-    config = {
-        **project.config,
-        "overlay_root": f"local://{project.overlay_root.resolve()}",
-        "static_root": f"local://{project.static_root.resolve()}",
-    }
+    config = absolute_config(CopickProject(source))
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
@@ -48,7 +42,7 @@ def _link_external(source: Path, out: Path) -> None:
 def validate_project(project: CopickProject, tomo_type: str, voxel_spacing: float, progress: bool = True) -> dict:
     """Read every run's tomogram and picks (raising DataError on the first problem); a summary per run."""
     runs = {}
-    for run in tqdm(project.run_names(), desc="checking runs", unit="run", disable=None if progress else True):
+    for run in each(project.run_names(), "checking runs", "run", progress):
         tomo = project.tomogram(run, tomo_type, voxel_spacing)
         picks = project.picks(run, tomo)
         runs[run] = {

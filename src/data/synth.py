@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
-from tqdm import tqdm
 
 from src.atomic import atomic_output
 from src.classes import ParticleClass
@@ -51,6 +50,7 @@ from src.data.copick_io import (
 )
 from src.errors import UserError
 from src.params import ImagingParams, ParticleParams, SynthParams, range_problems, synth_order_problems
+from src.progress import each
 
 # The paper's per-tomogram counts refer to the CZII tomograms' size.
 REFERENCE_SHAPE = (184, 630, 630)
@@ -535,9 +535,8 @@ def synthesize_project(
                 results = pool.map(task, range(runs))
             else:
                 results = map(task, range(runs))
-            for run_seconds, run_counts in tqdm(
-                results, total=runs, desc="synthetic tomograms", unit="run", disable=None if progress else True
-            ):
+            made = each(results, "synthetic tomograms", "run", progress, total=runs, label=None)
+            for run_seconds, run_counts in made:
                 seconds.append(run_seconds)
                 for name, n in run_counts.items():
                     counts[name] += n

@@ -38,6 +38,7 @@ from src.inference.points import PROB_SCALE, maps_to_points
 from src.inference.thresholds import tune_plan
 from src.metric import COORDS, POINT_COLUMNS
 from src.params import Params, PredictParams
+from src.progress import each
 
 SUBMISSION_COLUMNS = ["id", *POINT_COLUMNS]
 PICKS_USER = PREDICTION_USER
@@ -201,7 +202,7 @@ def predict_run_maps(
     model, meta = _loaded(checkpoint)
     settings = params.predict if tta_flips is None else dataclasses.replace(params.predict, tta_flips=tta_flips)
     maps = {}
-    for run in tqdm(list(runs), desc="tomograms", unit="run", disable=None if progress else True):
+    for run in each(list(runs), "tomograms", "run", progress):
         folder = project.folder_spacing(run, float(meta["voxel_spacing"]), folder_spacing)
         tomo = project.tomogram(run, tomo_type, folder)
         maps[run] = predict_tomogram(model, meta, tomo, settings, progress)
@@ -233,7 +234,7 @@ def predict_runs(
     plan = plan or plan_for(meta, params)
     settings = with_plan(params.predict, plan)
     frames = []
-    for run in tqdm(list(runs), desc="tomograms", unit="run", disable=None if progress else True):
+    for run in each(list(runs), "tomograms", "run", progress):
         tomo = project.tomogram(run, tomo_type, folder_spacing)
         maps = predict_tomogram(model, meta, tomo, settings, progress)
         frames.append(points_of_maps(maps, meta, run, params, plan))
@@ -298,9 +299,7 @@ def run_predict(
     names = None
     if project is not None:
         names = runs or project.run_names()
-        unknown = sorted(set(names) - set(project.run_names()))
-        if unknown:
-            raise UserError(f"run {unknown[0]} is not in the copick project {project.config_path}")
+        project.check_runs(names)
         if picks_to_copick:
             for run in names:
                 project.overlay_picks_folder(run)
@@ -313,7 +312,7 @@ def run_predict(
         maps = predict_tomogram(model, meta, tomogram, settings, progress, rescale)
         frames.append(points_of_maps(maps, meta, tomogram.name, params, plan))
     else:
-        for run in tqdm(names, desc="tomograms", unit="run", disable=None if progress else True):
+        for run in each(names, "tomograms", "run", progress):
             # The pixel size the model was trained at, where the run has it; else params' (then rescaled or refused).
             folder = project.folder_spacing(run, float(meta["voxel_spacing"]), params.data.voxel_spacing)
             tomo = project.tomogram(run, tomo_type or params.data.tomo_type, folder)

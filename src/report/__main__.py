@@ -10,18 +10,26 @@ from typing import Annotated
 
 import typer
 
+from src.cli import from_params, new_app, run, version_option
 from src.errors import UserError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = new_app(
+    "Read the MLflow runs that metrics/*.json name and write tables, statistics, conclusions and figures (with the "
+    "command `compare OTHER_METRICS_DIR`: check a rerun against them instead).",
+    no_args_is_help=False,  # no command: render the report
+)
 
 
 @app.callback(invoke_without_command=True)
 def main(
     ctx: typer.Context,
-    metrics_dir: Annotated[Path | None, typer.Option(help="Cell metrics files (params: train.metrics_dir).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (params: report.out).")] = None,
+    metrics_dir: Annotated[
+        Path | None, typer.Option(help="Cell metrics files." + from_params("train.metrics_dir"))
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder." + from_params("report.out"))] = None,
     params_file: Annotated[Path, typer.Option("--params", help="The params file to read.")] = Path("params.yaml"),
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNG figures.")] = False,
+    version: Annotated[bool, version_option()] = False,
 ):
     """Read the MLflow runs that metrics/*.json name and write tables, statistics, conclusions and figures (with
     the command `compare OTHER_METRICS_DIR`: check a rerun against them instead)."""
@@ -55,7 +63,7 @@ def main(
 def compare(
     other: Annotated[Path, typer.Argument(help="The rerun's metrics folder (its metrics/*.json).")],
     metrics_dir: Annotated[
-        Path | None, typer.Option(help="The committed study's metrics (params: train.metrics_dir).")
+        Path | None, typer.Option(help="The committed study's metrics." + from_params("train.metrics_dir"))
     ] = None,
     committed_rev: Annotated[
         str | None,
@@ -114,4 +122,4 @@ def compare(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)
