@@ -330,7 +330,6 @@ def setup_cell(
     device = pick_device(device)
     use_deterministic_algorithms()  # before the first CUDA call; recorded with the run (hardware_record)
     paths = CellPaths.of(cell, t)
-    lock = lock_cell(cell, paths)  # before anything touches the cell's files: a second run must not clear the first's
     check_output(paths.final, folder=True, force=force)
     check_output(paths.metrics)
     project = open_project(params)
@@ -358,10 +357,14 @@ def setup_cell(
     fingerprint = cell_fingerprint(flat, model.config)
     state = TrainState()
     last = paths.partial / "last.pt"
-    if resume and last.exists():
+    resuming = resume and last.exists()
+    if resuming:  # reads only: a refused resume leaves every file as it was
         state = _resume(cell, last, device, model, optimizer, fingerprint)
         state.resumed_from.append(state.epoch)
-    else:
+    # Before anything writes to the cell's files (after the checks, so a refused command creates no lock file): a
+    # second run of the cell must not clear the first's attempt.
+    lock = lock_cell(cell, paths)
+    if not resuming:
         if resume:
             _notice(f"nothing to resume for {cell.run_name} (no {last}); starting from the first epoch")
         if last.exists():
