@@ -235,14 +235,11 @@ def data(
 @app.command()
 def split():
     """DVC stage `split`: the common test set and samples 1 and 2 (train, validation) from the project's runs."""
-    from src.data.prepare import MANIFEST_NAME
+    from src.data.prepare import MANIFEST_NAME, read_manifest
     from src.data.split import annotation_counts, make_split, write_split
 
     p = load_params()
-    manifest_path = Path(p.data.out) / MANIFEST_NAME
-    if not manifest_path.exists():
-        raise UserError(f"{manifest_path} not found: run `dvc repro data` first")
-    runs = json.loads(manifest_path.read_text())["runs"]
+    runs = read_manifest(Path(p.data.out) / MANIFEST_NAME)["runs"]
     result = make_split(sorted(runs), p.split)
     result["annotations"] = annotation_counts(result, {r: sum(v["picks"].values()) for r, v in runs.items()})
     write_split(p.split.out, result)

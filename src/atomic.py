@@ -13,7 +13,7 @@ import errno
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from src.errors import UserError
@@ -24,6 +24,28 @@ MARKER_TEXT = "This folder was written by cryoet-unet (python -m src); it is rep
 
 class OutputError(UserError):
     """An output path that cannot or must not be written."""
+
+
+class DiskFull(OutputError):
+    """No space (or quota) left while `path` was written; `then` says how to go on once space is freed."""
+
+    def __init__(self, path: Path, reason: str = "no space left on device", then: str = "run the command again"):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{reason} writing {path}; free space and {then}")
+
+    def then(self, then: str) -> DiskFull:
+        """The same error with other advice (training: resume with --resume)."""
+        return DiskFull(self.path, self.reason, then)
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def output_failed(target: Path, err: OSError) -> OutputError:
+    """The one-sentence error of an OS error while `target` was written: a full disk says so and what to do."""
+    if err.errno in _FULL_ERRNOS:
+        return DiskFull(target, _describe(err)[:1].lower() + _describe(err)[1:])
+    return OutputError(f"writing {target} failed: {_describe(err)}")
 
 
 def _remove(path: Path) -> None:
@@ -142,18 +164,13 @@ def atomic_output(target: str | Path, *, folder: bool = False, force: bool = Fal
         with contextlib.suppress(OSError):
             _remove(tmp)
         if _writing_failed(err, tmp):
-            raise OutputError(f"writing {target} failed: {_describe(err)}") from None
+            raise output_failed(target, err) from None
         raise
     try:
         if folder:
             (tmp / MARKER).write_text(MARKER_TEXT)
         if target.is_dir() and not target.is_symlink():
-            # A folder cannot be renamed over a non-empty folder: move the old one aside first.
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            _remove(old)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            _remove(old)
+            _swap_folder(tmp, target)
         else:
             if folder and (target.exists() or target.is_symlink()):
                 _remove(target)  # a file or link where the folder goes (only with force)
@@ -161,4 +178,57 @@ def atomic_output(target: str | Path, *, folder: bool = False, force: bool = Fal
     except OSError as err:
         with contextlib.suppress(OSError):
             _remove(tmp)
-        raise OutputError(f"writing {target} failed: {_describe(err)}") from None
+        raise output_failed(target, err) from None
+
+
+def _swap_folder(tmp: Path, target: Path) -> None:
+    """Put folder `tmp` in the place of folder `target`: a folder cannot be renamed over a non-empty folder, so the
+    old one is moved aside first (for an instant there is no `target`, never a mix of old and new)."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    _remove(old)
+    os.replace(target, old)
+    os.replace(tmp, target)
+    _remove(old)
+
+
+def check_updatable(target: str | Path, ours: Callable[[str], bool], what: str) -> Path:
+    """Refuse, before any work, a folder `updated_folder` must not replace: a file, or a folder holding anything but
+    files `ours` accepts by name. Returns the folder (a link's target: the link stays)."""
+    target = check_output(target, folder=True, force=True)
+    real = target.resolve() if target.is_symlink() else target
+    if real.exists() and not real.is_dir():
+        raise OutputError(f"{target} is not a folder; give a folder for {what}")
+    if real.is_dir():
+        mine = lambda p: p.is_file() and not p.is_symlink() and (ours(p.name) or p.name == MARKER)  # noqa: E731
+        foreign = sorted(p.name for p in real.iterdir() if not mine(p))
+        if foreign:
+            raise OutputError(
+                f"{target} holds {foreign[0]}, which {what} does not write, and the folder is replaced whole: give "
+                "a folder of its own"
+            )
+    return real
+
+
+@contextlib.contextmanager
+def updated_folder(target: str | Path, ours: Callable[[str], bool], what: str) -> Iterator[Path]:
+    """Yield a temporary copy of folder `target` (empty if it is missing) to update; on success it takes the place of
+    `target` whole, so a failure half-way (a full disk) leaves the old folder as it was: never new files beside old
+    ones. `target` may hold only files whose names `ours` accepts (the ones `what` writes), as it is replaced whole;
+    files left unwritten are kept (copied)."""
+    real = check_updatable(target, ours, what)
+    with atomic_output(real, folder=True, force=True) as tmp:
+        try:
+            if real.is_dir():
+                for old in real.iterdir():
+                    shutil.copy2(old, tmp / old.name)
+            yield tmp
+        except OutputError as err:  # a write inside the copy: name the place the user gave
+            raise _renamed(err, tmp, real) from None
+    with contextlib.suppress(OSError):
+        (real / MARKER).unlink()  # not kept: the folder is checked by its files' names (DVC hashes it whole)
+
+
+def _renamed(err: OutputError, tmp: Path, target: Path) -> OutputError:
+    if isinstance(err, DiskFull):
+        return DiskFull(target / err.path.relative_to(tmp), err.reason) if err.path.is_relative_to(tmp) else err
+    return OutputError(str(err).replace(str(tmp), str(target)))

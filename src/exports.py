@@ -219,13 +219,21 @@ def write_tbl(points: pd.DataFrame, path: Path, classes: tuple[ParticleClass, ..
     if path.suffix != ".tbl":
         raise UserError(f"a Dynamo table's name ends in .tbl, got {path.name}")
     table_map = "".join(f"{index} {run}\n" for run, index in runs.items())
-    with atomic_output(path.with_suffix(".doc")) as tmp_doc:
+    # The three files are written first and renamed into place together: a failure leaves the old ones, not a new
+    # map beside an old table.
+    with (
+        atomic_output(path.with_suffix(".doc")) as tmp_doc,
+        atomic_output(path.with_suffix(".classes.csv")) as tmp_classes,
+        atomic_output(path) as tmp,
+    ):
         tmp_doc.write_text(table_map)
-    with atomic_output(path.with_suffix(".classes.csv")) as tmp_classes:
         class_names(points, classes).to_csv(tmp_classes, index=False)
-    with atomic_output(path) as tmp:
-        dynamotable.write(table, str(tmp))  # it appends ".tbl" to a name without it
-        tmp.with_name(tmp.name + ".tbl").rename(tmp)
+        written = tmp.with_name(tmp.name + ".tbl")  # dynamotable appends ".tbl" to a name without it
+        try:
+            dynamotable.write(table, str(tmp))
+            written.rename(tmp)
+        finally:
+            written.unlink(missing_ok=True)  # a half-written table under a name no clean-up would know
 
 
 def write_napari(

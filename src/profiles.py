@@ -1,4 +1,5 @@
-"""Profiles: named sets of params.yaml values (profiles/<name>.yaml), applied in place with comments kept."""
+"""Profiles: named sets of params.yaml values (profiles/<name>.yaml), applied with comments kept (the new params.yaml
+is written beside the old one and renamed over it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from src.atomic import atomic_output
 from src.errors import UserError
 from src.params import parse_params
 
@@ -42,7 +44,8 @@ def apply_profile(name: str, params_file: str | Path, profiles_dir: str | Path =
     changed: list[str] = []
     _merge(params, overrides, "", changed)
     parse_params(_plain(params))  # refuse to write params that would not load
-    with Path(params_file).open("w") as f:
+    # Written beside and renamed over: a full disk or a crash leaves the old params.yaml whole, never a truncated one.
+    with atomic_output(params_file) as tmp, tmp.open("w") as f:
         yaml.dump(params, f)
     return changed
 

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.fields import ANY_TEXT, NULL, NUMBER_OR_NAN, TEXT, WHOLE, Kind, either, field, map_of, one_of, read_object
+
 EXPERIMENT = "attention-unet-cryoet"
 ENV_STORE = "CRYOET_MLRUNS"  # override the store folder (tests use a temporary one)
 
@@ -119,10 +121,31 @@ def ensure_store(experiment: str = EXPERIMENT) -> str:
         client = mlflow_client(tracking_uri())
         found = client.get_experiment_by_name(experiment)
         if found is not None:
+            check_artifacts_inside(found.artifact_location, folder)
             return found.experiment_id
         experiment_id = client.create_experiment(experiment, artifact_location=(folder / "artifacts").as_uri())
         mark_classic_view(client, experiment_id)  # MLflow 3's UI opens it in the classic ML view, not GenAI
         return experiment_id
+
+
+def check_artifacts_inside(location: str, folder: Path) -> None:
+    """A UserError unless the experiment's artifact location lies inside the store `folder`. MLflow records it as an
+    absolute path, so a store copied with its project (or moved) would write every model into the original's folder,
+    re-creating it if it was moved away."""
+    from urllib.parse import unquote, urlparse
+
+    from src.errors import UserError
+
+    parsed = urlparse(location)
+    if parsed.scheme not in ("", "file"):
+        return  # an object store or a server's: not a folder of this machine
+    where = Path(unquote(parsed.path)).resolve()
+    if not where.is_relative_to(folder.resolve()):
+        raise UserError(
+            f"the MLflow store {folder} keeps its artifacts in {where}, outside it (the store was copied or moved "
+            f"from another folder): delete {folder} and run `python -m src tracking import` to load the committed runs "
+            "into a new store here"
+        )
 
 
 def _ensure_server_experiment(client, experiment: str) -> str:
@@ -323,10 +346,7 @@ def export_cell_run(metrics_file: str | Path) -> Path:
     from src.errors import UserError
 
     metrics_file = Path(metrics_file)
-    try:
-        run_id = json.loads(metrics_file.read_text())["mlflow_run_id"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{metrics_file} is not a cell metrics file naming an MLflow run") from None
+    run_id = field(read_object(metrics_file, "a cell metrics file"), "mlflow_run_id", TEXT, metrics_file)
     try:
         return export_run(run_id, run_export_path(metrics_file))
     except MlflowException:
@@ -335,24 +355,46 @@ def export_cell_run(metrics_file: str | Path) -> Path:
         ) from None
 
 
+# The fields of a run export (`export_run`), as `import_runs` and the report read them; metrics are checked point by
+# point in `read_run_export`.
+EXPORT_FIELDS = {
+    "run_id": TEXT,
+    "run_name": ANY_TEXT,
+    "status": one_of("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"),
+    "start_time": either(WHOLE, NULL),
+    "end_time": either(WHOLE, NULL),
+    "params": map_of(ANY_TEXT),
+    "tags": map_of(ANY_TEXT),
+    "metrics": map_of(Kind("a list", lambda v: isinstance(v, list))),
+}
+
+
 def read_run_export(path: str | Path) -> dict:
-    """A run export, checked for its format; a DataError names the file otherwise."""
+    """A run export, checked for its format and the type of every field `import_runs` and the report use; a
+    DataError names the file and the field otherwise."""
     from src.errors import DataError
 
     path = Path(path)
-    try:
-        export = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: not a readable MLflow run export ({err})") from None
-    if not isinstance(export, dict) or export.get("format") != EXPORT_FORMAT:
+    export = read_object(path, "an MLflow run export")
+    if export.get("format") != EXPORT_FORMAT:
         raise DataError(f"{path}: not an MLflow run export of this project (no '{EXPORT_FORMAT}' marker)")
     if export.get("version") != EXPORT_VERSION:
         raise DataError(f"{path}: run export version {export.get('version')} is not the supported {EXPORT_VERSION}")
+    for key, kind in EXPORT_FIELDS.items():
+        field(export, key, kind, path)
+    for key, history in export["metrics"].items():
+        for point in history:  # [step, timestamp in ms, value]
+            if not (isinstance(point, list) and len(point) == 3 and WHOLE.holds(point[0]) and WHOLE.holds(point[1])):
+                raise DataError(f"{path}: field 'metrics.{key}' holds {point!r}, not [step, time in ms, value]")
+            if not NUMBER_OR_NAN.holds(point[2]):
+                where = f"metrics.{key}' at step {point[0]}"
+                raise DataError(f"{path}: field '{where} is {point[2]!r}, not a number")
     return export
 
 
 def find_run(client, run_id: str):
-    """The store's run `run_id`, or the run imported from it (tag SOURCE_TAG); None if neither is there."""
+    """The store's run `run_id`, or the run imported from it (tag SOURCE_TAG, which an import sets last); None if
+    neither is there."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -366,25 +408,68 @@ def find_run(client, run_id: str):
     return found[0] if found else None
 
 
+IMPORTING_TAG = "cryoet.importing_run_id"  # set when an import creates a run; SOURCE_TAG, set last, completes it
+
+
+def read_run_exports(paths: Sequence[str | Path]) -> list[tuple[Path, dict]]:
+    """Every export of `paths`, checked, before any is imported; two exports of one run are refused."""
+    from src.errors import DataError
+
+    exports, seen = [], {}
+    for path in map(Path, paths):
+        export = read_run_export(path)
+        if export["run_id"] in seen:
+            raise DataError(f"{seen[export['run_id']]} and {path} are both exports of run {export['run_id']}; keep one")
+        seen[export["run_id"]] = path
+        exports.append((path, export))
+    return exports
+
+
 def import_runs(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     """Load run exports into the store (`store_dir()`); (imported run ids, skipped: already there). Params, tags,
-    every metric step with its time, and the run's start and end are kept; the id is new (MLflow assigns it)."""
-    experiment_id = ensure_store()  # first: a server that is down is refused before anything is read or sent
-    from mlflow.entities import Metric, Param, RunTag
+    every metric step with its time, and the run's start and end are kept; the id is new (MLflow assigns it).
 
+    All or nothing per run: a run counts as imported once its last step, the tag SOURCE_TAG, is set. A failure
+    half-way deletes the half-made run; one left by a process that was killed is deleted and imported again."""
+    check_server(tracking_uri())  # first: a server that is down is refused before anything is read or sent
+    exports = read_run_exports(paths)  # then every export, before the store is made or changed
+    experiment_id = ensure_store()
     client = mlflow_client()
     imported, skipped = [], []
-    for path in paths:
-        export = read_run_export(path)
+    for path, export in exports:
         if find_run(client, export["run_id"]) is not None:
             skipped.append(export["run_id"])
             continue
-        tags = {**export["tags"], SOURCE_TAG: export["run_id"]}
-        run = client.create_run(experiment_id, start_time=export["start_time"], run_name=export["run_name"])
-        run_id = run.info.run_id
+        _delete_half_imported(client, experiment_id, export["run_id"])
+        imported.append(_import_run(client, experiment_id, path, export))
+    return imported, skipped
+
+
+def _delete_half_imported(client, experiment_id: str, source_id: str) -> None:
+    """Delete the runs an import of `source_id` began and never completed (no SOURCE_TAG)."""
+    query = f"tags.`{IMPORTING_TAG}` = '{source_id}'"
+    for run in client.search_runs([experiment_id], query):
+        if SOURCE_TAG not in run.data.tags:
+            client.delete_run(run.info.run_id)
+
+
+def _import_run(client, experiment_id: str, path: Path, export: dict) -> str:
+    """Create one run from `export`; on any failure the run is deleted again and MLflow's refusal is one sentence."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+
+    from src.errors import DataError
+
+    source_id = export["run_id"]
+    run = client.create_run(
+        experiment_id, start_time=export["start_time"], run_name=export["run_name"], tags={IMPORTING_TAG: source_id}
+    )
+    run_id = run.info.run_id
+    try:
         params = [Param(k, v) for k, v in export["params"].items()]
         metrics = [Metric(k, v, ts, step) for k, h in export["metrics"].items() for step, ts, v in h]
-        tag_list = [RunTag(k, v) for k, v in tags.items() if k != "mlflow.runName"]
+        ours = ("mlflow.runName", SOURCE_TAG, IMPORTING_TAG)
+        tag_list = [RunTag(k, v) for k, v in export["tags"].items() if k not in ours]
         for start in range(0, max(len(params), len(metrics), len(tag_list)), 100):  # MLflow's per-call limits
             client.log_batch(
                 run_id,
@@ -393,8 +478,15 @@ def import_runs(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
                 tags=tag_list[start : start + 100],
             )
         client.set_terminated(run_id, status=export["status"], end_time=export["end_time"])
-        imported.append(run_id)
-    return imported, skipped
+        client.set_tag(run_id, SOURCE_TAG, source_id)  # last: from here on the run is imported
+    except BaseException as err:
+        with contextlib.suppress(Exception):
+            client.delete_run(run_id)
+        if isinstance(err, MlflowException):
+            reason = str(err.message).splitlines()[0][:200]
+            raise DataError(f"{path}: MLflow refused run {source_id} ({reason}); nothing of it was imported") from None
+        raise
+    return run_id
 
 
 def server_command(backend_store_uri: str | None, artifacts: str | Path | None, host: str, port: int) -> list[str]:

@@ -16,10 +16,22 @@ from src.atomic import atomic_output
 from src.classes import CZII_CLASSES
 from src.data.copick_io import CONFIG_NAME, CopickProject, absolute_config
 from src.errors import UserError
+from src.fields import OBJECT, WHOLE, field, map_of, read_object
 from src.params import Params
 from src.progress import each
 
 MANIFEST_NAME = "manifest.json"
+
+
+def read_manifest(path: str | Path) -> dict:
+    """A project's manifest.json, checked where the split reads it: each run's picks per class, whole numbers."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} not found: run `dvc repro data` first")
+    manifest = read_object(path, "a project manifest (python -m src data writes it)")
+    for run, summary in field(manifest, "runs", map_of(OBJECT), path).items():
+        field(summary, "picks", map_of(WHOLE), path, prefix=f"runs.{run}.")
+    return manifest
 
 
 def project_config(params: Params) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 
 from src.atomic import atomic_output
 from src.errors import UserError
+from src.fields import OBJECT, TEXT, field, list_of, read_object
 from src.params import SplitParams
 
 SAMPLES = ("1", "2")
@@ -55,7 +56,16 @@ def write_split(path: str | Path, split: dict) -> None:
 
 
 def read_split(path: str | Path) -> dict:
+    """The split file, checked: a list of run names for the test set and for each sample's train and val parts (a
+    DataError names the file and the field)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} not found: run `dvc repro split` first")
-    return json.loads(path.read_text())
+    split = read_object(path, "a split file (python -m src split writes it)")
+    field(split, "test", list_of(TEXT), path)
+    samples = field(split, "samples", OBJECT, path)
+    for sample in SAMPLES:
+        parts = field(samples, sample, OBJECT, path, prefix="samples.")
+        for part in ("train", "val"):
+            field(parts, part, list_of(TEXT), path, prefix=f"samples.{sample}.")
+    return split

@@ -11,6 +11,9 @@ tensors are allowed in it.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,8 @@ import torch
 from src.atomic import atomic_output
 from src.classes import ParticleClass
 from src.errors import DataError
+from src.fields import NUMBER, WHOLE, field, list_of, map_of
+from src.inference.plan import PostprocessPlan
 from src.models import model_from_config
 from src.names import check_name
 
@@ -51,6 +56,31 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def save_torch(payload: dict, path: str | Path) -> None:
+    """torch.save `payload` to `path` atomically. torch reports a write that failed (a full disk) as a RuntimeError
+    without an errno: it becomes one sentence, the atomic output's (DiskFull), with nothing left half-written."""
+    with atomic_output(path) as tmp:
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as err:
+            if not _torch_write_failed(err):
+                raise
+            # The disk filled up if the folder has no room left now (with the half-written file still in it).
+            full = shutil.disk_usage(tmp.parent).free < FULL_BELOW
+            code = errno.ENOSPC if full else errno.EIO
+            raise OSError(code, os.strerror(code), str(tmp)) from None
+
+
+FULL_BELOW = 1 << 20  # bytes: less room than this after a failed write means the disk is full
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "unexpected pos", "file write failed", "iostream error")
+
+
+def _torch_write_failed(err: RuntimeError) -> bool:
+    """Whether `err` is torch's report of a failed write (its C++ writer has no errno to give)."""
+    text = f"{err} {err.__context__ or ''}"
+    return any(phrase in text for phrase in _TORCH_WRITE_FAILURES)
+
+
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
@@ -79,8 +109,7 @@ def save_checkpoint(
     }
     if postprocess is not None:
         payload["postprocess"] = dict(postprocess)
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)
 
 
 def _read(path: Path) -> dict:
@@ -97,6 +126,10 @@ def _read(path: Path) -> dict:
     return payload
 
 
+# What inference reads of a checkpoint besides the network, checked on loading (the plan by PostprocessPlan.check).
+META_FIELDS = {"voxel_spacing": NUMBER, "patch_size": list_of(WHOLE), "thresholds": map_of(NUMBER)}
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """(model on `device` in eval mode, meta). meta has every saved field but the weights; classes as ParticleClass."""
     path = Path(path)
@@ -109,6 +142,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise DataError(f"{path}: the checkpoint's model or classes do not load ({type(err).__name__})") from None
     for c in classes:
         check_name(c.name, "class name", path, DataError)
+    for key, kind in META_FIELDS.items():
+        field(payload, key, kind, path)
+    if payload.get("postprocess") is not None:
+        PostprocessPlan.check(payload["postprocess"], str(path))
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     meta["classes"] = classes
@@ -121,5 +158,4 @@ def update_postprocess(path: str | Path, postprocess: dict) -> None:
     path = Path(path)
     payload = _read(path)
     payload["postprocess"] = dict(postprocess)
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)

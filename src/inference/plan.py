@@ -12,11 +12,25 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 
+from src.errors import DataError
+from src.fields import ANY_TEXT, NUMBER, OBJECT, field, map_of, one_of
 from src.params import Params
 
 EXTRACTORS = ("argmax", "components", "peaks")
 AUTO = "auto"  # params.predict.extractor: the better of SELECTABLE on validation
 SELECTABLE = ("components", "peaks")
+
+
+# A stored plan's fields, checked when a checkpoint is loaded (`PostprocessPlan.check`).
+PLAN_FIELDS = {
+    "extractor": one_of(*EXTRACTORS),
+    "thresholds": map_of(map_of(NUMBER)),
+    "label_radius_fraction": NUMBER,
+    "min_blob_fraction": NUMBER,
+    "max_blob_fraction": NUMBER,
+    "peak_radius_fraction": NUMBER,
+    "tta_flips": ANY_TEXT,
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,14 @@ class PostprocessPlan:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def check(cls, d, where: str) -> None:
+        """A DataError naming `where` and the field unless `d` is a plan as `to_dict` writes it."""
+        if not OBJECT.holds(d):
+            raise DataError(f"{where}: field 'postprocess' is not an object, so not a post-processing plan")
+        for name, kind in PLAN_FIELDS.items():
+            field(d, name, kind, where, prefix="postprocess.")
 
     @classmethod
     def from_dict(cls, d: dict) -> PostprocessPlan:

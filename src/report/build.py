@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from src.atomic import check_updatable, updated_folder
 from src.classes import SCORE_WEIGHTS
 from src.errors import UserError
 from src.report import figures, render, stats
@@ -410,6 +412,13 @@ def step_summary(rows: list[dict]) -> list[dict]:
     return [{"device": d, "mode": m, "model": x, **r} for (d, m, x), r in summary.to_dict("index").items()]
 
 
+REPORT_FILE = re.compile(r"table\d+\.(md|tex)|[a-z_]+\.(md|png)")  # what the report writes (or wrote before)
+
+
+def is_report_file(name: str) -> bool:
+    return REPORT_FILE.fullmatch(name) is not None
+
+
 def build_report(
     metrics_dir: str | Path,
     out: str | Path,
@@ -422,7 +431,7 @@ def build_report(
 ) -> list[Path]:
     """Read the runs the metrics files name, compute the statistics, write tables, text and figures; return paths.
     `network` (train.network) adds the parameter and multiply-add cost of each model; None leaves it out."""
-    out = Path(out)
+    out = check_updatable(out, is_report_file, "the report")  # before any work
     s = stats.Settings.from_params(report_params)
     d = report_params.decimals
     scoring = scoring or stats.Scoring(SCORE_WEIGHTS)
@@ -479,25 +488,28 @@ def build_report(
     }
     md, tex = render.markdown_env(), render.latex_env()
     written = []
-    for sample, number in TABLES.items():
-        rows = table_rows(frame, published, study, sample, elsewhere)
-        table = {"sample_number": sample[1:], "table_number": number, "rows": rows, "d": d, "conf": common["conf"]}
-        table["machine_note"], table["main_machine"] = common["machine_note"], facts["machines"][0].label
-        table["resamples"] = s.bootstrap_resamples
-        table["data_line"], table["paper_data"] = common["data_line"], common["paper_data"]
-        table["present"] = sum(r["fbeta"] is not None for r in table["rows"])
-        for env, template, suffix in ((md, "table.md.j2", "md"), (tex, "table.tex.j2", "tex")):
-            path = out / f"table{number}.{suffix}"
-            render.render_to(env, template, path, **table)
-            written.append(path)
-    for name in ("statistics.md", "published_statistics.md", "conclusions.md"):
-        render.render_to(md, f"{name}.j2", out / name, **common)
-        written.append(out / name)
-    if make_figures:
-        line = common["data_line"]
-        figures.fbeta_vs_patch(frame, study, out / "fbeta_vs_patch.png", line, common["labels"])
-        figures.score_vs_minutes(frame, study, out / "score_vs_minutes.png", line, elsewhere, facts["machines"])
-        intervals = (class_low.to_numpy(), class_high.to_numpy())
-        figures.per_class_scores(per_class, study, out / "per_class.png", line, intervals, common["weights"])
-        written += [out / "fbeta_vs_patch.png", out / "score_vs_minutes.png", out / "per_class.png"]
+    # Written into a copy of the folder that replaces it at the end: a failure (a full disk) leaves the old report
+    # whole, not new tables beside old figures.
+    with updated_folder(out, is_report_file, "the report") as folder:
+        for sample, number in TABLES.items():
+            rows = table_rows(frame, published, study, sample, elsewhere)
+            table = {"sample_number": sample[1:], "table_number": number, "rows": rows, "d": d, "conf": common["conf"]}
+            table["machine_note"], table["main_machine"] = common["machine_note"], facts["machines"][0].label
+            table["resamples"] = s.bootstrap_resamples
+            table["data_line"], table["paper_data"] = common["data_line"], common["paper_data"]
+            table["present"] = sum(r["fbeta"] is not None for r in table["rows"])
+            for env, template, suffix in ((md, "table.md.j2", "md"), (tex, "table.tex.j2", "tex")):
+                path = folder / f"table{number}.{suffix}"
+                render.render_to(env, template, path, **table)
+                written.append(out / path.name)
+        for name in ("statistics.md", "published_statistics.md", "conclusions.md"):
+            render.render_to(md, f"{name}.j2", folder / name, **common)
+            written.append(out / name)
+        if make_figures:
+            line = common["data_line"]
+            figures.fbeta_vs_patch(frame, study, folder / "fbeta_vs_patch.png", line, common["labels"])
+            figures.score_vs_minutes(frame, study, folder / "score_vs_minutes.png", line, elsewhere, facts["machines"])
+            intervals = (class_low.to_numpy(), class_high.to_numpy())
+            figures.per_class_scores(per_class, study, folder / "per_class.png", line, intervals, common["weights"])
+            written += [out / "fbeta_vs_patch.png", out / "score_vs_minutes.png", out / "per_class.png"]
     return written

@@ -9,13 +9,13 @@ loaded into the same shape.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from src import tracking
 from src.errors import UserError
+from src.fields import NUMBER, NUMBER_OR_NAN, OBJECT, TEXT, WHOLE, field, list_of, map_of, read_object
 from src.study import Cell, Study
 
 PUBLISHED_CSV = Path(__file__).with_name("published_results.csv")
@@ -29,6 +29,40 @@ def class_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith(CLASS_PREFIX)]
 
 
+# What a cell's metrics file holds (tracking.write_cell_metrics), each checked as it is read; only `cell` and
+# `mlflow_run_id` are in every file (the others are missing from older files, or from unfinished cells: test_score).
+_COUNTS = map_of(map_of(map_of(WHOLE)))  # {tomogram: {class: {tp, fp, fn}}}
+METRICS_FIELDS = {
+    "cell": TEXT,
+    "mlflow_run_id": TEXT,
+    "configuration": TEXT,
+    "seed": WHOLE,
+    "test_score": NUMBER,
+    "test_fbeta": map_of(NUMBER_OR_NAN),
+    "test_counts": _COUNTS,
+    "thresholds": map_of(NUMBER),
+    "best_epoch": WHOLE,
+    "channel_sizes": list_of(WHOLE),
+    "patch_size": list_of(WHOLE),
+    "weights_sha256": TEXT,
+    "mlflow_tracking_uri": TEXT,
+    "hardware": OBJECT,
+    **{name: NUMBER_OR_NAN for name in VALUES[1:]},
+}
+REQUIRED = ("cell", "mlflow_run_id")
+
+
+def read_metrics_file(path: str | Path) -> dict:
+    """One metrics/<cell>.json, every field it has checked (a DataError names the file and the field)."""
+    record = read_object(path, "a cell metrics file")
+    for key in REQUIRED:
+        if key not in record:
+            raise UserError(f"{path} has no '{key}': it was not written by the training stage")
+    for key, kind in METRICS_FIELDS.items():
+        field(record, key, kind, path, default=None)
+    return record
+
+
 def read_metrics_files(metrics_dir: str | Path) -> list[dict]:
     """Every metrics/<cell>.json, sorted by cell name; an empty or missing folder is an error."""
     folder = Path(metrics_dir)
@@ -37,18 +71,7 @@ def read_metrics_files(metrics_dir: str | Path) -> list[dict]:
         raise UserError(
             f"no cell metrics (*.json) in {folder}/: train some cells first (dvc repro) or pass --metrics-dir"
         )
-    records = []
-    for path in files:
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} is not valid JSON ({e})") from None
-        for key in ("cell", "mlflow_run_id"):
-            if key not in record:
-                raise UserError(f"{path} has no '{key}': it was not written by the training stage")
-        record["_path"] = str(path)
-        records.append(record)
-    return records
+    return [read_metrics_file(path) | {"_path": str(path)} for path in files]
 
 
 def _metric(run: tracking.RunValues, name: str, where: str) -> float:
@@ -152,12 +175,11 @@ def load_runs(metrics_dir: str | Path, study: Study, tracking_uri: str | None = 
 def record_cell(record: dict, study: Study) -> tuple[Cell, int]:
     """The grid configuration and training seed of a metrics file. Files written before seeds were a grid axis have
     neither `configuration` nor `seed`: their cell name is the configuration and the seed was 0."""
-    configuration = record.get("configuration") or record["cell"]
-    try:
-        seed = int(record.get("seed", 0))
-    except (TypeError, ValueError):
-        where = record.get("_path", record["cell"])
-        raise UserError(f"{where} has seed {record.get('seed')!r}, not a whole number") from None
+    where = record.get("_path", record["cell"])
+    configuration = field(record, "configuration", TEXT, where, None) or record["cell"]
+    seed = field(record, "seed", WHOLE, where, 0)
+    if seed < 0:
+        raise UserError(f"{where}: field 'seed' is {seed}, not a whole number of at least 0")
     return study.parse(configuration), seed
 
 

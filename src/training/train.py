@@ -12,6 +12,7 @@ into place and `metrics/<cell>.json` written, so a crash never leaves an output 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -23,6 +24,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,13 +36,13 @@ from monai.utils import set_determinism
 from tqdm import tqdm
 
 from src import tracking
-from src.atomic import atomic_output, check_output
+from src.atomic import DiskFull, atomic_output, check_output
 from src.data.masks import label_mask
 from src.data.prepare import MANIFEST_NAME, open_project
 from src.data.split import read_split
 from src.errors import UserError
 from src.hardware import hardware_record, pick_device, use_deterministic_algorithms
-from src.inference.checkpoint import load_checkpoint, save_checkpoint, update_postprocess, weights_sha256
+from src.inference.checkpoint import load_checkpoint, save_checkpoint, save_torch, update_postprocess, weights_sha256
 from src.inference.plan import PostprocessPlan
 from src.inference.predict import predict_run_maps, predict_runs
 from src.inference.thresholds import tune_plan
@@ -423,23 +425,37 @@ def validate(session: CellSession, epoch: int):
     tuning never reruns inference); keep it as `best.pt` when it beats the best so far. Returns the score result."""
     partial, state, d = session.paths.partial, session.state, session.params.data
     runs = session.sample["val"]
-    save_checkpoint(partial / "current.pt", session.model, **session.checkpoint_meta())
+    with resumable_on_full_disk():
+        save_checkpoint(partial / "current.pt", session.model, **session.checkpoint_meta())
     loaded = load_checkpoint(partial / "current.pt", session.device)
     maps = predict_run_maps(loaded, session.project, runs, d.tomo_type, d.voxel_spacing, session.params, False)
     plan, val = tune_plan(maps, _solution(session.project, runs), session.classes, session.params)
-    update_postprocess(partial / "current.pt", plan.to_dict())
+    with resumable_on_full_disk():
+        update_postprocess(partial / "current.pt", plan.to_dict())
     if val.score > state.best_score:
         state.best_score, state.best_epoch = val.score, epoch + 1
         os.replace(partial / "current.pt", partial / "best.pt")
     return val
 
 
+@contextlib.contextmanager
+def resumable_on_full_disk() -> Iterator[None]:
+    """A full disk while a cell saves its files: once space is freed, --resume goes on from the last epoch saved."""
+    try:
+        yield
+    except DiskFull as err:
+        raise err.then("resume with --resume") from None
+
+
 def save_resume_state(session: CellSession) -> None:
     """`last.pt`: weights, optimiser, progress (the `TrainState` as a dict) and the params fingerprint, written
     atomically; all plain data, so it loads with `weights_only=True`."""
-    with atomic_output(session.paths.partial / "last.pt") as tmp:
-        saved = {"model": session.model.state_dict(), "optimizer": session.optimizer.state_dict()}
-        torch.save({**saved, "state": asdict(session.state), "fingerprint": session.fingerprint}, tmp)
+    saved = {"model": session.model.state_dict(), "optimizer": session.optimizer.state_dict()}
+    with resumable_on_full_disk():
+        save_torch(
+            {**saved, "state": asdict(session.state), "fingerprint": session.fingerprint},
+            session.paths.partial / "last.pt",
+        )
 
 
 def select_and_tune(session: CellSession) -> dict[str, float]:
@@ -610,7 +626,8 @@ def train_cell(
             **peak_memory(session.device),
         }
         tracking.log_test_result(test.score, {k: v.fbeta for k, v in test.classes.items()}, durations)
-        record = publish(session, run.info.run_id, test, thresholds, durations)
+        with resumable_on_full_disk():
+            record = publish(session, run.info.run_id, test, thresholds, durations)
     tracking.export_cell_run(session.paths.metrics)  # the finished run, for git: metrics/mlflow/<cell>.json
     shutil.rmtree(session.paths.partial)
     return record

@@ -101,9 +101,21 @@ class Outcome:
     outside_after: dict[str, str]
 
 
-def run_table(cases: list[Case], base: Path, store: Path | None, workers: int = 4) -> dict[str, Outcome]:
+def forked_cli(args: list[str], cwd: Path, store: Path) -> subprocess.CompletedProcess:
+    """The command forked from this process, warm (the fault suite's `run_cli`), as a CompletedProcess."""
+    from tests.faults.conftest import run_cli as run_forked
+
+    code, out, err = run_forked(args, cwd, env={"CRYOET_MLRUNS": str(store)})
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def run_table(
+    cases: list[Case], base: Path, store: Path | None, workers: int = 4, forked: bool = False
+) -> dict[str, Outcome]:
     """Set up every case in `base/<id>/work` (with `base/<id>/outside` as the place nothing may be written to), then
-    run them all, `workers` at a time; `store`: the MLflow store (None: `mlruns` in each case's folder)."""
+    run them all, `workers` at a time in fresh interpreters, or with `forked` one after the other, each forked from
+    this process (a fork is only safe from a process's one thread); `store`: the MLflow store (None: `mlruns` in each
+    case's folder)."""
 
     def one(case: Case) -> tuple[str, Outcome]:
         folder, outside = base / case.id / "work", base / case.id / "outside"
@@ -111,9 +123,11 @@ def run_table(cases: list[Case], base: Path, store: Path | None, workers: int = 
         outside.mkdir()
         case.setup(folder)
         before, outside_before = snapshot(folder), snapshot(outside)
-        result = run_cli(case.args, folder, store or folder / "mlruns")
+        result = (forked_cli if forked else run_cli)(case.args, folder, store or folder / "mlruns")
         return case.id, Outcome(folder, result, before, snapshot(folder), outside_before, snapshot(outside))
 
     todo = [c for c in cases if c.skip is None]
+    if forked:
+        return dict(map(one, todo))
     with ThreadPoolExecutor(workers) as pool:
         return dict(pool.map(one, todo))

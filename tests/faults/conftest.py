@@ -28,6 +28,7 @@ import yaml
 import src.__main__ as cli
 import src.data.copick_io  # noqa: F401  (loaded once here, so that each forked command starts warm)
 import src.models.attention  # noqa: F401  (torch: the commands that build networks check params.yaml's models with it)
+import src.report.runs  # noqa: F401  (pandas and mlflow's client: the report and `tracking import` start warm)
 from tests.conftest import REPO
 
 RUN = "TS_SYN_000"
@@ -37,13 +38,15 @@ PICKS = f"data/project/overlay/ExperimentRuns/{RUN}/Picks"
 CLI_TIMEOUT = 60  # seconds; a command that hangs (or trains instead of failing) is killed and fails its case
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, fresh: bool = False) -> tuple[int, str, str]:
-    """`python -m src <args>` in `cwd` with this checkout's code: (returncode, stdout, stderr). `fresh`: in a new
-    interpreter rather than a fork of this one."""
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, fresh: bool = False, module: str = "src"
+) -> tuple[int, str, str]:
+    """`python -m <module> <args>` (the CLI, or `src.report`) in `cwd` with this checkout's code: (returncode, stdout,
+    stderr). `fresh`: in a new interpreter rather than a fork of this one."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "CRYOET_MLRUNS": str(cwd / "mlruns"), **(env or {})}
     if fresh or os.environ.get("FAULTS_SUBPROCESS") == "1" or not hasattr(os, "fork"):
         proc = subprocess.run(
-            [sys.executable, "-m", "src", *args],
+            [sys.executable, "-m", module, *args],
             cwd=cwd,
             env=full_env,
             capture_output=True,
@@ -51,10 +54,19 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, fresh
             timeout=CLI_TIMEOUT,
         )
         return proc.returncode, proc.stdout, proc.stderr
-    return _run_forked(args, cwd, full_env)
+    return _run_forked(args, cwd, full_env, module)
 
 
-def _run_forked(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+def _entry(module: str):
+    """The function `python -m <module>` runs."""
+    if module == "src.report":
+        from src.report.__main__ import app
+
+        return app
+    return cli.main
+
+
+def _run_forked(args: list[str], cwd: Path, env: dict[str, str], module: str = "src") -> tuple[int, str, str]:
     """The CLI's `main()` in a forked child, its stdout and stderr in files, as `python -m src` ends: SystemExit's
     code, or 1 and a traceback for an uncaught exception, or minus the signal that killed it."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,9 +85,9 @@ def _run_forked(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, s
                 from numcodecs import blosc
 
                 blosc.use_threads = False  # Blosc's thread pool does not survive a fork
-                sys.argv = ["python -m src", *args]
+                sys.argv = [f"python -m {module}", *args]
                 try:
-                    cli.main()
+                    _entry(module)()
                     code = 0
                 except SystemExit as exit_:
                     code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)

@@ -1,4 +1,4 @@
-"""Fault table of outputs and names (issue 15, items 1 and 2), through the real CLI in subprocesses.
+"""Fault table of outputs and names (issue 15, items 1 and 2), through the real CLI, each command in its own process.
 
 Outputs: a file output over an existing folder is refused; a folder output replaces only a folder that this program
 made (its marker file) or an empty one, otherwise only with --force; an output path under a regular file, in /proc or
@@ -275,7 +275,8 @@ def outcomes(tmp_path_factory, params):
     bad = (dataclasses.replace(CZII_CLASSES[0], name="../../../../../../outside/x"), *CZII_CLASSES[1:])
     RES["ckpt_evil"] = _save(shared / "evil.pt", bad)
     base = tmp_path_factory.mktemp("cases")
-    return run_table(CASES, base, base / "mlruns", workers=2)
+    # Forked from this process: a fresh interpreter per case spends seconds importing torch before it can fail.
+    return run_table(CASES, base, base / "mlruns", forked=True)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

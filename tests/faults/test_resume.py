@@ -8,8 +8,10 @@ to FINISHED; a cell started over marks the abandoned run FAILED; `--resume` with
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -63,9 +65,23 @@ def _last_ready(ws: Path):
 # --- case folders: a copy of the killed workspace, then one fault ------------------------------------------------
 
 
+def copy_workspace(source: Path, target: Path) -> None:
+    """A copy of a workspace whose MLflow store is moved with it: MLflow records the artifact folder as an absolute
+    path, and the CLI refuses a store that keeps its artifacts outside itself (a copied one), so the copy's paths are
+    rewritten in its database, as `mv` of a whole project would need too."""
+    shutil.copytree(source, target, dirs_exist_ok=True, symlinks=True)
+    db = target / "mlruns" / "mlflow.db"
+    if not db.exists():
+        return
+    old, new = (source / "mlruns").as_uri(), (target / "mlruns").as_uri()
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        con.execute("UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)", (old, new))
+        con.execute("UPDATE runs SET artifact_uri = replace(artifact_uri, ?, ?)", (old, new))
+
+
 def killed(*steps):
     def setup(d: Path) -> None:
-        shutil.copytree(KILLED[0], d, dirs_exist_ok=True, symlinks=True)
+        copy_workspace(KILLED[0], d)
         for step in steps:
             step(d)
 
@@ -160,7 +176,7 @@ def test_resume_faults(case: Case, outcomes):
 
 def test_restart_without_resume_marks_the_abandoned_run_failed(outcomes, tmp_path):
     ws = tmp_path / "ws"
-    shutil.copytree(KILLED[0], ws, symlinks=True)
+    copy_workspace(KILLED[0], ws)
     (old,) = _runs(ws)
     proc = _train(ws)
     _wait_for(proc, lambda: _runs(ws).get(old) == "FAILED")
