@@ -571,8 +571,16 @@ def train_cell(
     device: str | None = None,
 ) -> dict:
     """Train, validate, tune thresholds, test and log one cell on `device` (see `setup_cell`); returns the record
-    written to metrics/<cell>.json."""
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)  # a killed stage marks its MLflow run FAILED
+    written to metrics/<cell>.json. While it runs, SIGTERM raises (a killed stage marks its MLflow run FAILED); the
+    caller's handler is put back after."""
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        return _run_cell(cell, params, resume, progress, force, device)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_cell(cell: Cell, params: Params, resume: bool, progress: bool, force: bool, device: str | None) -> dict:
     session = setup_cell(cell, params, resume, force, device)
     t, state = params.train, session.state
     flat = _flat_params(cell, params, session.patch)
