@@ -83,8 +83,9 @@ def test_checkpoint_round_trip(checkpoint, tmp_path):
 
     copy = tmp_path / "copy.pt"
     copy.write_bytes(checkpoint.read_bytes())
-    update_postprocess(copy, {"extractor": "peaks"})
-    assert load_checkpoint(copy)[1]["postprocess"] == {"extractor": "peaks"}
+    plan = PostprocessPlan("peaks", {"peaks": {"ribosome": 0.7}}, 0.5, 0.1, 8.0, 0.5, "").to_dict()
+    update_postprocess(copy, plan)
+    assert load_checkpoint(copy)[1]["postprocess"] == plan
     assert load_checkpoint(copy)[1]["thresholds"] == meta["thresholds"]  # everything else kept
 
     bad = tmp_path / "bad.pt"
