@@ -394,13 +394,8 @@ def _consistency_problems(p: Params) -> list[str]:
     r = p.train.replicates
     if len(set(r.seeds)) != len(r.seeds) or set(r.seeds) & set(p.train.seeds):
         problems.append(f"train.replicates.seeds = {list(r.seeds)} (must be distinct and not in train.seeds)")
-    for kind, keys, allowed in (
-        ("channels", r.channels, p.study.channels),
-        ("patches", r.patches, p.study.patches),
-        ("samples", r.samples, p.study.samples),
-    ):
-        if r.seeds and [k for k in keys if k not in allowed]:
-            problems.append(f"train.replicates.{kind} = {list(keys)} (must be keys of study.{kind})")
+    if r.seeds:
+        problems += _block_key_problems("train.replicates", r, p.study, empty_allowed=True)
     problems += _rerun_problems(p)
     if len(set(p.train.seeds)) != len(p.train.seeds):
         problems.append(f"train.seeds = {list(p.train.seeds)} (must be distinct: each names a replicate)")
@@ -427,6 +422,19 @@ def _consistency_problems(p: Params) -> list[str]:
     return problems
 
 
+def _block_key_problems(name: str, block, study: StudyParams, empty_allowed: bool) -> list[str]:
+    """A block's (replicates', reruns') channel, patch and sample keys that the study does not have."""
+    problems = []
+    for kind, keys, allowed in (
+        ("channels", block.channels, study.channels),
+        ("patches", block.patches, study.patches),
+        ("samples", block.samples, study.samples),
+    ):
+        if (not keys and not empty_allowed) or [k for k in keys if k not in allowed]:
+            problems.append(f"{name}.{kind} = {list(keys)} (must be keys of study.{kind})")
+    return problems
+
+
 def _rerun_problems(p: Params) -> list[str]:
     """The rerun block recomputes runs the study has, with a thread count other than theirs."""
     r, block = p.train.reruns, p.train.replicates
@@ -440,13 +448,7 @@ def _rerun_problems(p: Params) -> list[str]:
             f"train.reruns.threads = {r.threads} (must differ from repro.cpu_threads: the same threads give the same "
             "bits, so the pairs would measure nothing)"
         )
-    for kind, keys, allowed in (
-        ("channels", r.channels, p.study.channels),
-        ("patches", r.patches, p.study.patches),
-        ("samples", r.samples, p.study.samples),
-    ):
-        if not keys or [k for k in keys if k not in allowed]:
-            problems.append(f"train.reruns.{kind} = {list(keys)} (must be keys of study.{kind})")
+    problems += _block_key_problems("train.reruns", r, p.study, empty_allowed=False)
     replicated = set(r.channels) <= set(block.channels) and set(r.patches) <= set(block.patches)
     replicated = replicated and set(r.samples) <= set(block.samples)
     trained = set(p.train.seeds) | (set(block.seeds) if replicated else set())
