@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,36 @@ def workspace(fault_base, tmp_path) -> Path:
     work = tmp_path / "work"
     shutil.copytree(fault_base, work, symlinks=True)
     return work
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fault: what is done to a fresh workspace, the command then run there, and what its one-line error names."""
+
+    id: str
+    damage: Callable[[Path], None]
+    args: list[str]
+    names: tuple[str, ...]  # what the error line must name
+    module: str = "src"  # the CLI that runs `args`: src or src.report
+    env: dict[str, str] = field(default_factory=dict)  # more environment for the command
+
+
+def assert_fails_cleanly_writing_nothing(case: Case, workspace: Path) -> None:
+    """Damage the workspace, run the case's command: one clean error naming what it must, and no file changed."""
+    case.damage(workspace)
+    before = snapshot(workspace)
+    result = run_cli(case.args, workspace, env=case.env, module=case.module)
+    assert_clean_error(result, case.names)
+    after = snapshot(workspace)
+    assert after == before, f"files changed: {sorted(set(after) ^ set(before)) or 'sizes or times'}"
+
+
+def write(rel: str, content: str | bytes) -> Callable[[Path], None]:
+    """A damage: (over)write the workspace file `rel` with `content`."""
+
+    def damage(work: Path) -> None:
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+
+    return damage

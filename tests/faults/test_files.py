@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -25,19 +24,18 @@ import pytest
 
 from src import tracking
 from tests.conftest import REPO
-from tests.faults.conftest import RUN, assert_clean_error, run_cli, snapshot
+from tests.faults.conftest import (
+    RUN,
+    Case,
+    assert_clean_error,
+    assert_fails_cleanly_writing_nothing,
+    run_cli,
+    snapshot,
+    write,
+)
 
 CELL = "unet-c16-p64-s1-r0"  # a committed cell: its metrics file and run export are copied into cases
 METRICS = REPO / "metrics"
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    damage: Callable[[Path], None]
-    args: list[str]
-    names: tuple[str, ...]  # what the error line must name
-    module: str = "src"
 
 
 def edit_json(rel: str, change: Callable[[dict], object]) -> Callable[[Path], None]:
@@ -48,15 +46,6 @@ def edit_json(rel: str, change: Callable[[dict], object]) -> Callable[[Path], No
         content = json.loads(path.read_text())
         replaced = change(content)
         path.write_text(json.dumps(content if replaced is None else replaced))
-
-    return damage
-
-
-def write(rel: str, content: str | bytes) -> Callable[[Path], None]:
-    def damage(work: Path) -> None:
-        path = work / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
 
     return damage
 
@@ -290,12 +279,7 @@ CASES = _metrics_cases() + _export_cases() + OTHER
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_damaged_own_file_is_one_clean_error(case: Case, workspace: Path):
-    case.damage(workspace)
-    before = snapshot(workspace)
-    result = run_cli(case.args, workspace, module=case.module)
-    assert_clean_error(result, case.names)
-    after = snapshot(workspace)
-    assert after == before, f"files changed: {sorted(set(after) ^ set(before)) or 'sizes or times'}"
+    assert_fails_cleanly_writing_nothing(case, workspace)
 
 
 # --- tracking import: all or nothing per run --------------------------------------------------------------------------

@@ -14,12 +14,19 @@ import json
 import shutil
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import PICKS, RUN, ZARR, assert_clean_error, edit_params, run_cli, snapshot
+from tests.faults.conftest import (
+    PICKS,
+    RUN,
+    ZARR,
+    Case,
+    assert_fails_cleanly_writing_nothing,
+    edit_params,
+    write,
+)
 
 CHUNK = f"{ZARR}/0/0/0/0"  # the level-0 chunk read by every command
 
@@ -39,15 +46,6 @@ COMMANDS = {
 # The data stage reading the workspace's project as an external copick project (into data/linked), so that the
 # tomograms it checks are the damaged ones rather than freshly generated.
 LINKED = {"data.source": "copick", "data.copick_config": "data/project", "data.out": "data/linked"}
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    damage: Callable[[Path], None]
-    args: list[str]
-    names: tuple[str, ...]  # what the error line must name
-    env: dict[str, str] = field(default_factory=dict)  # more environment for the command
 
 
 def params(changes: dict) -> Callable[[Path], None]:
@@ -80,15 +78,6 @@ def remove(rel: str) -> Callable[[Path], None]:
     def damage(work: Path) -> None:
         path = work / rel
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-    return damage
-
-
-def write(rel: str, content: str | bytes) -> Callable[[Path], None]:
-    def damage(work: Path) -> None:
-        path = work / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
 
     return damage
 
@@ -515,12 +504,7 @@ CASES = _zarr_cases() + _range_cases() + OTHER + _option_cases() + VALUES
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_clean_error(case: Case, workspace: Path):
-    case.damage(workspace)
-    before = snapshot(workspace)
-    result = run_cli(case.args, workspace, env=case.env)
-    assert_clean_error(result, case.names)
-    after = snapshot(workspace)
-    assert after == before, f"files changed: {sorted(set(after) ^ set(before)) or 'sizes or times'}"
+    assert_fails_cleanly_writing_nothing(case, workspace)
 
 
 def test_the_table_covers_enough_pairs():
