@@ -295,3 +295,32 @@ def test_the_trained_model_is_logged_as_an_mlflow_pytorch_model_with_signature_a
     with torch.no_grad():
         out = model.eval()(torch.zeros(2, 1, 16, 32, 32))
     assert tuple(out.shape) == (2, n_out, 16, 32, 32)
+
+
+def test_training_tomograms_at_two_spacings_are_refused(tiny_project, params):
+    """A model is trained at one pixel size, which its checkpoint records and validation, test and predict read at: a
+    sample whose training runs differ in spacing is one sentence naming both, not the last run's spacing recorded."""
+    from src.data.copick_io import CopickProject
+    from src.errors import DataError
+    from src.training.train import training_volumes
+
+    project = CopickProject(tiny_project / "copick_config.json")
+    runs = project.run_names()
+    assert training_volumes(project, runs, params)[1] == pytest.approx(
+        project.tomogram(runs[0], "denoised", 10.0).voxel_spacing
+    )
+
+    class SecondRunBinned:  # the same project, its second run read as if binned twice
+        classes = project.classes
+
+        def tomogram(self, run, tomo_type, spacing):
+            tomo = project.tomogram(run, tomo_type, spacing)
+            if run == runs[1]:
+                tomo.voxel_spacing *= 2
+            return tomo
+
+        def picks(self, run, tomo=None):
+            return project.picks(run, tomo)
+
+    with pytest.raises(DataError, match=f"differ in voxel spacing.*{runs[0]}.*{runs[1]}"):
+        training_volumes(SecondRunBinned(), runs, params)

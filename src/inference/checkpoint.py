@@ -81,8 +81,7 @@ def _torch_write_failed(err: RuntimeError) -> bool:
     return any(phrase in text for phrase in _TORCH_WRITE_FAILURES)
 
 
-def save_checkpoint(
-    path: str | Path,
+def checkpoint_payload(
     model: torch.nn.Module,
     *,
     model_name: str,
@@ -92,14 +91,15 @@ def save_checkpoint(
     thresholds: dict[str, float],
     postprocess: dict | None = None,
     extra: dict | None = None,
-) -> None:
-    """Write a checkpoint atomically (a crash never leaves a half-written file under `path`)."""
+) -> dict:
+    """A checkpoint as the plain dict a file holds, with a copy of the weights (training goes on changing the model's
+    own tensors): what `save_torch` writes and `model_and_meta` rebuilds a model from."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "model_name": model_name,
         "model_config": model.config,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "classes": [_class_dict(c) for c in classes],
         "voxel_spacing": float(voxel_spacing),
         "patch_size": [int(s) for s in patch_size],
@@ -109,7 +109,12 @@ def save_checkpoint(
     }
     if postprocess is not None:
         payload["postprocess"] = dict(postprocess)
-    save_torch(payload, path)
+    return payload
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, **meta) -> None:
+    """Write a checkpoint (`checkpoint_payload`'s fields) atomically: a crash never leaves a half-written file."""
+    save_torch(checkpoint_payload(model, **meta), path)
 
 
 def _read(path: Path) -> dict:
@@ -133,19 +138,26 @@ META_FIELDS = {"voxel_spacing": NUMBER, "patch_size": list_of(WHOLE), "threshold
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """(model on `device` in eval mode, meta). meta has every saved field but the weights; classes as ParticleClass."""
     path = Path(path)
-    payload = _read(path)
+    return model_and_meta(_read(path), device, path)
+
+
+def model_and_meta(
+    payload: dict, device: str | torch.device = "cpu", source: str | Path = "checkpoint"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A checkpoint's payload (read from a file, or held in memory by training) as (model on `device` in eval mode,
+    meta), checked field by field; `source` names it in errors."""
     try:
         model = model_from_config(payload["model_config"])
         model.load_state_dict(payload["state_dict"])
         classes = tuple(_class_from_dict(d) for d in payload["classes"])
     except Exception as err:
-        raise DataError(f"{path}: the checkpoint's model or classes do not load ({type(err).__name__})") from None
+        raise DataError(f"{source}: the checkpoint's model or classes do not load ({type(err).__name__})") from None
     for c in classes:
-        check_name(c.name, "class name", path, DataError)
+        check_name(c.name, "class name", source, DataError)
     for key, kind in META_FIELDS.items():
-        field(payload, key, kind, path)
+        field(payload, key, kind, source)
     if payload.get("postprocess") is not None:
-        PostprocessPlan.check(payload["postprocess"], str(path))
+        PostprocessPlan.check(payload["postprocess"], str(source))
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     meta["classes"] = classes

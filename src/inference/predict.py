@@ -186,6 +186,14 @@ def _loaded(checkpoint, device=None):
     return load_checkpoint(checkpoint, device or default_device())
 
 
+def run_tomograms(project: CopickProject, runs, tomo_type: str, meta: dict, folder_spacing: float, progress: bool):
+    """(run, tomogram) of each run, read from its VoxelSpacing folder nearest the model's trained spacing, else from
+    `folder_spacing`: the one way validation, test and `predict` pick a run's pixel size."""
+    for run in each(list(runs), "tomograms", "run", progress):
+        folder = project.folder_spacing(run, float(meta["voxel_spacing"]), folder_spacing)
+        yield run, project.tomogram(run, tomo_type, folder)
+
+
 def predict_run_maps(
     checkpoint,
     project: CopickProject,
@@ -196,17 +204,12 @@ def predict_run_maps(
     progress=True,
     tta_flips: str | None = None,
 ) -> dict[str, ClassMaps]:
-    """Class maps per run (for threshold tuning); `checkpoint` is a path or a loaded (model, meta). Each run is read
-    from its folder nearest the model's trained spacing, else from `folder_spacing`. Flips: params' unless
-    `tta_flips` is given."""
+    """Class maps per run (for threshold tuning); `checkpoint` is a path or a loaded (model, meta); runs read as
+    `run_tomograms` does. Flips: params' unless `tta_flips` is given."""
     model, meta = _loaded(checkpoint)
     settings = params.predict if tta_flips is None else dataclasses.replace(params.predict, tta_flips=tta_flips)
-    maps = {}
-    for run in each(list(runs), "tomograms", "run", progress):
-        folder = project.folder_spacing(run, float(meta["voxel_spacing"]), folder_spacing)
-        tomo = project.tomogram(run, tomo_type, folder)
-        maps[run] = predict_tomogram(model, meta, tomo, settings, progress)
-    return maps
+    tomograms = run_tomograms(project, runs, tomo_type, meta, folder_spacing, progress)
+    return {run: predict_tomogram(model, meta, tomo, settings, progress) for run, tomo in tomograms}
 
 
 def tune_on_runs(checkpoint, project: CopickProject, runs, params: Params, progress: bool = False):
@@ -228,14 +231,13 @@ def predict_runs(
     progress: bool = True,
     plan: PostprocessPlan | None = None,
 ) -> pd.DataFrame:
-    """Predicted points (experiment, particle_type, x, y, z in A) of runs; `checkpoint`: path or (model, meta);
-    `plan`: the checkpoint's (or params', see `plan_for`) unless given."""
+    """Predicted points (experiment, particle_type, x, y, z in A) of runs, read as `run_tomograms` does; `checkpoint`:
+    path or (model, meta); `plan`: the checkpoint's (or params', see `plan_for`) unless given."""
     model, meta = _loaded(checkpoint)
     plan = plan or plan_for(meta, params)
     settings = with_plan(params.predict, plan)
     frames = []
-    for run in each(list(runs), "tomograms", "run", progress):
-        tomo = project.tomogram(run, tomo_type, folder_spacing)
+    for run, tomo in run_tomograms(project, runs, tomo_type, meta, folder_spacing, progress):
         maps = predict_tomogram(model, meta, tomo, settings, progress)
         frames.append(points_of_maps(maps, meta, run, params, plan))
     return pd.concat(frames, ignore_index=True)
@@ -312,10 +314,9 @@ def run_predict(
         maps = predict_tomogram(model, meta, tomogram, settings, progress, rescale)
         frames.append(points_of_maps(maps, meta, tomogram.name, params, plan))
     else:
-        for run in each(names, "tomograms", "run", progress):
-            # The pixel size the model was trained at, where the run has it; else params' (then rescaled or refused).
-            folder = project.folder_spacing(run, float(meta["voxel_spacing"]), params.data.voxel_spacing)
-            tomo = project.tomogram(run, tomo_type or params.data.tomo_type, folder)
+        # The pixel size the model was trained at, where the run has it; else params' (then rescaled or refused).
+        d = params.data
+        for run, tomo in run_tomograms(project, names, tomo_type or d.tomo_type, meta, d.voxel_spacing, progress):
             maps = predict_tomogram(model, meta, tomo, settings, progress, rescale)
             frames.append(points_of_maps(maps, meta, run, params, plan))
             spacings[run] = tomo.voxel_spacing

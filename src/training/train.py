@@ -5,9 +5,10 @@ training tomograms and trains on `train.crops_per_volume` augmented crops of eac
 random stream is re-seeded from (seed, epoch) at the start of each epoch, so a run resumed from the checkpoint written
 at the end of an epoch ends with the same weights as an uninterrupted one (on a CPU).
 
-Files: while training, everything lives in `models/.<cell>.partial/` (`last.pt`: the resume state, `best.pt`: the
-best validated model). Only at the end is `models/<cell>/` (model.pt with tuned thresholds, history.json) renamed
-into place and `metrics/<cell>.json` written, so a crash never leaves an output that looks complete.
+Files: while training, the cell's one file is `models/.<cell>.partial/last.pt`, the resume state (weights, optimiser,
+progress, and the best validated checkpoint so far, which the run otherwise keeps in memory). Only at the end is
+`models/<cell>/` (model.pt, the best checkpoint with its tuned post-processing plan, written once; history.json)
+renamed into place and `metrics/<cell>.json` written, so a crash never leaves an output that looks complete.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ from tqdm import tqdm
 
 from src import tracking
 from src.atomic import DiskFull, atomic_output, check_output
+from src.data.copick_io import SPACING_TOLERANCE
 from src.data.masks import label_mask
 from src.data.prepare import MANIFEST_NAME, open_project
 from src.data.split import read_split
-from src.errors import UserError
+from src.errors import DataError, UserError
 from src.hardware import hardware_record, pick_device, use_deterministic_algorithms
-from src.inference.checkpoint import load_checkpoint, save_checkpoint, save_torch, update_postprocess, weights_sha256
+from src.inference.checkpoint import checkpoint_payload, model_and_meta, save_torch, weights_sha256
 from src.inference.plan import PostprocessPlan
 from src.inference.predict import predict_run_maps, predict_runs
 from src.inference.thresholds import tune_plan
@@ -112,9 +114,10 @@ def _seed_epoch(seed: int, epoch: int, transforms) -> np.random.Generator:
 
 
 def training_volumes(project, runs, params: Params) -> tuple[list[dict], float]:
-    """The runs' tomograms and label masks, preprocessed once, and their true voxel spacing (A)."""
+    """The runs' tomograms and label masks, preprocessed once, and their one true voxel spacing (A): the checkpoint
+    records it, and validation, test and predict read each run at it, so runs at other spacings are refused."""
     prep = preprocess(len(project.classes) + 1)
-    volumes = []
+    volumes, spacings = [], {}
     for run in runs:
         tomo = project.tomogram(run, params.data.tomo_type, params.data.voxel_spacing)
         mask = label_mask(
@@ -125,7 +128,16 @@ def training_volumes(project, runs, params: Params) -> tuple[list[dict], float]:
             params.masks.label_radius_fraction,
         )
         volumes.append(prep(volume_item(tomo.data, mask, tomo.voxel_spacing)))
-    return volumes, float(tomo.voxel_spacing)
+        spacings[run] = float(tomo.voxel_spacing)
+    first = next(iter(spacings.values()))
+    odd = {run: s for run, s in spacings.items() if abs(s - first) > SPACING_TOLERANCE * first}
+    if odd:
+        run, spacing = next(iter(odd.items()))
+        raise DataError(
+            f"training tomograms differ in voxel spacing ({runs[0]}: {first:g} A, {run}: {spacing:g} A): a model is "
+            "trained at one spacing, so a sample's training runs must share one"
+        )
+    return volumes, first
 
 
 def training_loss(t) -> TverskyLoss:
@@ -204,6 +216,7 @@ class CellSession:
     voxel_spacing: float
     transforms: object
     state: TrainState
+    best: dict | None = None  # the best validated checkpoint so far (`checkpoint_payload`, with its plan), in memory
     force: bool = False  # replace a models/<cell> folder that this program did not make
     fingerprint: dict = field(default_factory=dict)  # {"sha256", "params", "model"}: what `last.pt` must match
     lock: object = None  # the cell's lock file, held open (so locked) as long as the session lives
@@ -262,7 +275,8 @@ def read_resume_state(last: Path, device: torch.device | str = "cpu") -> dict:
     return saved
 
 
-def _resume(cell: Cell, last: Path, device, model, optimizer, fingerprint: dict) -> TrainState:
+def _resume(cell: Cell, last: Path, device, model, optimizer, fingerprint: dict) -> tuple[TrainState, dict | None]:
+    """(progress, best checkpoint so far) of the run `last` was saved by, its weights and optimiser loaded."""
     saved = read_resume_state(last, device)
     old = saved.get("fingerprint")
     if not isinstance(old, dict) or "sha256" not in old:
@@ -279,11 +293,16 @@ def _resume(cell: Cell, last: Path, device, model, optimizer, fingerprint: dict)
     try:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        return TrainState(**saved["state"])
+        state, best = TrainState(**saved["state"]), saved.get("best")
     except Exception as err:
         raise UserError(
             f"{last} does not fit the model of {cell.run_name} ({type(err).__name__}); start over without --resume"
         ) from None
+    if state.best_epoch > 0 and not isinstance(best, dict):
+        raise UserError(f"{last} holds no best checkpoint (an older version wrote it); start over without --resume")
+    if best is not None:  # loaded onto the training device; published from the CPU
+        best["state_dict"] = {k: v.cpu() for k, v in best["state_dict"].items()}
+    return state, best
 
 
 def _fail_abandoned_run(last: Path) -> None:
@@ -357,11 +376,11 @@ def setup_cell(
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     flat = {k: v for k, v in _flat_params(cell, params, patch).items() if k not in SPEED_ONLY}
     fingerprint = cell_fingerprint(flat, model.config)
-    state = TrainState()
+    state, best = TrainState(), None
     last = paths.partial / "last.pt"
     resuming = resume and last.exists()
     if resuming:  # reads only: a refused resume leaves every file as it was
-        state = _resume(cell, last, device, model, optimizer, fingerprint)
+        state, best = _resume(cell, last, device, model, optimizer, fingerprint)
         state.resumed_from.append(state.epoch)
     # Before anything writes to the cell's files (after the checks, so a refused command creates no lock file): a
     # second run of the cell must not clear the first's attempt.
@@ -394,6 +413,7 @@ def setup_cell(
         voxel_spacing=voxel_spacing,
         transforms=augment(patch, len(project.classes) + 1, t.augment, t.crops_per_volume),
         state=state,
+        best=best,
         force=force,
         fingerprint=fingerprint,
         lock=lock,
@@ -421,20 +441,19 @@ def fit_epoch(session: CellSession, epoch: int, bar: tqdm | None = None) -> dict
 
 def validate(session: CellSession, epoch: int):
     """Score the current model on the sample's validation runs with the competition metric, through the real
-    predict path, with the post-processing plan tuned on the maps of this same pass (stored in the checkpoint, so
-    tuning never reruns inference); keep it as `best.pt` when it beats the best so far. Returns the score result."""
-    partial, state, d = session.paths.partial, session.state, session.params.data
+    predict path (a model rebuilt from the checkpoint it would publish, as `predict` loads it), with the
+    post-processing plan tuned on the maps of this same pass (so tuning never reruns inference); keep that checkpoint
+    with its plan as the best when it beats the best so far. Returns the score result."""
+    state, d = session.state, session.params.data
     runs = session.sample["val"]
-    with resumable_on_full_disk():
-        save_checkpoint(partial / "current.pt", session.model, **session.checkpoint_meta())
-    loaded = load_checkpoint(partial / "current.pt", session.device)
+    current = checkpoint_payload(session.model, **session.checkpoint_meta())
+    loaded = model_and_meta(current, session.device, f"{session.cell.run_name} at epoch {epoch + 1}")
     maps = predict_run_maps(loaded, session.project, runs, d.tomo_type, d.voxel_spacing, session.params, False)
     plan, val = tune_plan(maps, _solution(session.project, runs), session.classes, session.params)
-    with resumable_on_full_disk():
-        update_postprocess(partial / "current.pt", plan.to_dict())
+    current["postprocess"] = plan.to_dict()
     if val.score > state.best_score:
         state.best_score, state.best_epoch = val.score, epoch + 1
-        os.replace(partial / "current.pt", partial / "best.pt")
+        session.best = current
     return val
 
 
@@ -450,7 +469,7 @@ def resumable_on_full_disk() -> Iterator[None]:
 def save_resume_state(session: CellSession) -> None:
     """`last.pt`: weights, optimiser, progress (the `TrainState` as a dict) and the params fingerprint, written
     atomically; all plain data, so it loads with `weights_only=True`."""
-    saved = {"model": session.model.state_dict(), "optimizer": session.optimizer.state_dict()}
+    saved = {"model": session.model.state_dict(), "optimizer": session.optimizer.state_dict(), "best": session.best}
     with resumable_on_full_disk():
         save_torch(
             {**saved, "state": asdict(session.state), "fingerprint": session.fingerprint},
@@ -460,10 +479,10 @@ def save_resume_state(session: CellSession) -> None:
 
 def select_and_tune(session: CellSession) -> dict[str, float]:
     """The best checkpoint's per-class thresholds for its chosen extractor. `validate` tuned its plan on the maps of
-    the validation pass that chose it and stored it there, so nothing is inferred again here."""
+    the validation pass that chose it and kept it with the checkpoint, so nothing is inferred again here."""
     import mlflow
 
-    plan = PostprocessPlan.from_dict(load_checkpoint(session.paths.partial / "best.pt")[1]["postprocess"])
+    plan = PostprocessPlan.from_dict(session.best["postprocess"])
     if mlflow.active_run():
         mlflow.log_param("postprocess.extractor", plan.extractor)
     return plan.class_thresholds(session.classes, session.params.predict.default_threshold)
@@ -474,15 +493,15 @@ def evaluate_test_set(session: CellSession):
     inference seconds per tomogram)."""
     runs = session.split["test"]
     start = time.perf_counter()
-    test = _score_runs(session, session.paths.partial / "best.pt", runs)
+    test = _score_runs(session, model_and_meta(session.best, session.device, f"{session.cell.run_name}'s best"), runs)
     return test, (time.perf_counter() - start) / max(len(runs), 1)
 
 
-def _score_runs(session: CellSession, checkpoint, runs: list[str]):
-    """The competition score of a checkpoint on annotated runs, through the predict path users run."""
+def _score_runs(session: CellSession, loaded, runs: list[str]):
+    """The competition score of a loaded (model, meta) on annotated runs, through the predict path users run."""
     params = session.params
     points = predict_runs(
-        load_checkpoint(checkpoint, session.device),
+        loaded,
         session.project,
         runs,
         params.data.tomo_type,
@@ -500,7 +519,7 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
     cell, paths = session.cell, session.paths
     # The artifact first: after the rename only the metrics file is left to write.
     with atomic_output(paths.final, folder=True, force=session.force) as tmp:
-        shutil.copy2(paths.partial / "best.pt", tmp / "model.pt")
+        save_torch(session.best, tmp / "model.pt")  # the one write of the published checkpoint
         (tmp / "history.json").write_text(json.dumps(session.state.history, indent=2) + "\n")
         mlflow.log_artifact(str(tmp / "model.pt"))  # the checkpoint `predict` reads, kept beside the logged model
         tracking.log_cell_model(tmp / "model.pt")
@@ -525,7 +544,7 @@ def publish(session: CellSession, run_id: str, test, thresholds: dict[str, float
         "test_counts": test.counts_by_tomogram(),
         "thresholds": thresholds,
         # The published model's weights, bit for bit: what an exact rerun must give (report compare, level "exact").
-        "weights_sha256": weights_sha256(load_checkpoint(paths.final / "model.pt")[0].state_dict()),
+        "weights_sha256": weights_sha256(session.best["state_dict"]),
         **durations,
         # Which machine made these numbers: a rerun elsewhere differs by floating-point rounding (see README).
         "hardware": hardware_record(session.device),
