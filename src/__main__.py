@@ -235,14 +235,10 @@ def data(
 @app.command()
 def split():
     """DVC stage `split`: the common test set and samples 1 and 2 (train, validation) from the project's runs."""
-    from src.data.prepare import MANIFEST_NAME, read_manifest
-    from src.data.split import annotation_counts, make_split, write_split
+    from src.data.split_stage import split_stage
 
     p = load_params()
-    runs = read_manifest(Path(p.data.out) / MANIFEST_NAME)["runs"]
-    result = make_split(sorted(runs), p.split)
-    result["annotations"] = annotation_counts(result, {r: sum(v["picks"].values()) for r, v in runs.items()})
-    write_split(p.split.out, result)
+    result = split_stage(p)
     s = result["samples"]
     typer.echo(
         f"test {len(result['test'])} runs; sample 1: {len(s['1']['train'])} train / {len(s['1']['val'])} val; "
@@ -307,34 +303,14 @@ def solution(
     ] = None,
 ):
     """Write the solution (reference) CSV of a set of runs from a copick project's picks."""
-    import pandas as pd
-
-    from src.atomic import atomic_output, check_output
-    from src.data.copick_io import CopickProject
-    from src.data.split import read_split
+    from src.atomic import check_output
+    from src.data.solution import write_solution
 
     check_output(out)
     p = load_params()
-    proj = CopickProject(project, p.classes.weights, p.data.picks_user)
-    names = proj.run_names()
-    if split_part:
-        split_data = read_split(p.split.out)
-        if split_part == "test":
-            names = split_data["test"]
-        else:
-            sample, _, part = split_part.partition("/")
-            try:
-                names = split_data["samples"][sample][part]
-            except KeyError:
-                raise UserError(f"--split must be test or <1|2>/<train|val>, got '{split_part}'") from None
-    elif runs:
-        names = _run_names(runs)
-    shapes = [proj.volume_shape(r, p.data.tomo_type, proj.folder_spacing(r, None, p.data.voxel_spacing)) for r in names]
-    frame = pd.concat([proj.picks(r, shape) for r, shape in zip(names, shapes, strict=True)], ignore_index=True)
-    frame.insert(0, "id", range(len(frame)))
-    with atomic_output(out) as tmp:
-        frame.to_csv(tmp, index=False)
-    typer.echo(f"wrote {out}: {len(frame)} points from {len(names)} runs")
+    names = _run_names(runs) if runs and not split_part else None
+    points, n_runs = write_solution(project, out, p, runs=names, split_part=split_part)
+    typer.echo(f"wrote {out}: {points} points from {n_runs} runs")
 
 
 @app.command()
