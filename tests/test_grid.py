@@ -294,7 +294,8 @@ def test_a_second_train_of_a_cell_refuses_while_the_first_finishes(grid_repo, or
     """One writer per cell; and the cell trained directly is the cell the grid trained (same weights, same score)."""
     repo = _copy(grid_repo, tmp_path / "repo")
     store = tmp_path / "mlruns"
-    command = [sys.executable, "-m", "src", "train", "--cell", ORPHAN]
+    # by hand, so --force: the grid recorded the cell in dvc.lock (and the fresh copy's committed study names it too)
+    command = [sys.executable, "-m", "src", "train", "--cell", ORPHAN, "--force"]
     first = subprocess.Popen(command, cwd=repo, env=_local_env(store), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lock = repo / "models" / f".{ORPHAN}.lock"
     deadline = time.time() + 240
