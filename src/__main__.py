@@ -523,63 +523,6 @@ def thresholds(
     typer.echo(f"{model}: {plan.extractor}, " + ", ".join(f"{k} {v:.2f}" for k, v in tuned.items()))
 
 
-DVC_LOCK = "dvc.lock"
-
-
-def cell_outputs(cell, t) -> list[Path]:
-    """What training `cell` writes, as src/training/train.py's CellPaths.of places it: its model folder, metrics file
-    and MLflow run export (a rerun cell under the models and metrics folders' reruns/)."""
-    from src.study import RERUNS
-    from src.tracking import run_export_path
-
-    models, metrics = Path(t.models_dir), Path(t.metrics_dir)
-    if cell.rerun_threads:
-        models, metrics = models / RERUNS, metrics / RERUNS
-    metrics_file = metrics / f"{cell.run_name}.json"
-    return [models / cell.run_name, metrics_file, run_export_path(metrics_file)]
-
-
-def _refuse_committed_cell(cell, t) -> None:
-    """A one-off `train` must not overwrite the committed study: refuse a cell whose outputs dvc.lock records unless
-    DVC runs it (DVC sets DVC_STAGE for every stage command; the grid driver's jobs too). Reads only, before any
-    write."""
-    import os
-
-    lock = Path(DVC_LOCK)
-    if os.environ.get("DVC_STAGE") or not lock.is_file():
-        return
-    try:
-        text = lock.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(
-            f"cannot read {lock} to check whether {cell.run_name} is committed ({err}); give --force to train it anyway"
-        ) from None
-    if cell.run_name not in text:  # no stage names its outputs: no need to parse the whole file
-        return
-    import yaml
-
-    try:
-        stages = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)).get("stages") or {}
-        recorded = {
-            (lock.parent / out["path"]).resolve(): name
-            for name, stage in stages.items()
-            for out in stage.get("outs", [])
-        }
-    except (yaml.YAMLError, AttributeError, KeyError, TypeError) as err:
-        raise UserError(
-            f"{lock} is not a DVC lock file ({type(err).__name__}); give --force to train {cell.run_name} anyway"
-        ) from None
-    for path in cell_outputs(cell, t):
-        stage = recorded.get(path.resolve())
-        if stage is not None:
-            raise UserError(
-                f"{cell.run_name} is part of the committed study ({lock} records {path} as an output of {stage}), "
-                f"so training it here would overwrite it: retrain it with `dvc repro {stage}`, try it in a scratch "
-                "workspace (`python -m src workspace tour`, then run this command inside tour/), or give --force to "
-                "overwrite it"
-            )
-
-
 @app.command()
 def train(
     cell: Annotated[
@@ -627,28 +570,23 @@ def train(
 ):
     """Train one grid cell (DVC stage train@<configuration>-<seed>): fit, validate, tune thresholds, test, log."""
     p = load_params(check_models=True)
-    from src.study import Study
+    from src.training.stage import train_command
 
-    study = Study.from_params(p)
-    if cell is not None:
-        if any(v is not None for v in (model, channels, patch, sample, seed)):
-            raise UserError("give either --cell or --model/--channels/--patch/--sample/--seed, not both")
-        chosen = study.parse(cell)
-    elif None in (model, channels, patch, sample):
-        raise UserError("give --cell NAME, or all of --model, --channels, --patch and --sample")
-    else:
-        chosen = study.cell(model, channels, patch, sample, seed)
-    if rerun:
-        chosen = study.rerun_of(chosen)
-    if not force:
-        _refuse_committed_cell(chosen, p.train)
-    if rerun:
-        repro.use_threads(chosen.rerun_threads)  # before torch computes anything
-    from src.training.train import train_cell  # torch: after the cheap checks
-
-    record = train_cell(chosen, p, resume=resume, force=force, device=device)
+    record = train_command(
+        p,
+        cell=cell,
+        model=model,
+        channels=channels,
+        patch=patch,
+        sample=sample,
+        seed=seed,
+        rerun=rerun,
+        resume=resume,
+        force=force,
+        device=device,
+    )
     typer.echo(
-        f"{chosen.run_name}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "
+        f"{record['cell']}: test F4 {record['test_score']:.3f} (best validation {record['val_best_score']:.3f}), "
         f"{record['train_minutes']:.1f} min; MLflow run {record['mlflow_run_id']}"
     )
 

@@ -51,8 +51,9 @@ from src.inference.thresholds import tune_plan
 from src.metric import fbeta_score
 from src.models import build_model
 from src.params import Params
-from src.study import RERUNS, Cell, Study
+from src.study import Cell, Study
 from src.training.batches import epoch_batches
+from src.training.paths import CellPaths
 from src.training.transforms import augment, preprocess, volume_item
 
 # Params that change how fast a cell trains, never its numbers: a run may resume under other values.
@@ -165,23 +166,6 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 
 def _raise_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
-
-
-@dataclass(frozen=True)
-class CellPaths:
-    """Where a cell writes: its final model folder, its in-progress folder, and its metrics file (from params)."""
-
-    final: Path
-    partial: Path
-    metrics: Path
-
-    @classmethod
-    def of(cls, cell: Cell, t) -> CellPaths:
-        models, metrics = Path(t.models_dir), Path(t.metrics_dir)
-        if cell.rerun_threads:  # apart from the grid: the report and the grid's readers do not see it
-            models, metrics = models / RERUNS, metrics / RERUNS
-        name = cell.run_name
-        return cls(models / name, models / f".{name}.partial", metrics / f"{name}.json")
 
 
 @dataclass
