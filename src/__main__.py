@@ -702,16 +702,10 @@ app.add_typer(grid_app, name="grid")
 
 
 def _grid_cells(names: list[str] | None):
+    from src.grid import cells_named
     from src.study import Study
 
-    study = Study.from_params(load_params())
-    if not names:
-        return study.cells()
-    cells = []
-    for name in names:  # a configuration name means all its seeds
-        parsed = study.parse(name)
-        cells += [parsed] if name.rsplit("-", 1)[-1].startswith("r") else [c for c in study.cells() if c.name == name]
-    return cells
+    return cells_named(Study.from_params(load_params()), names or [])
 
 
 @grid_app.command("run")
@@ -790,7 +784,7 @@ def grid_status_command(
     from src.tracking import repo_root
 
     p = load_params()
-    rows = grid_status(repo_root(), p.grid, _grid_cells(cells), p.train.metrics_dir)
+    rows = grid_status(repo_root(), p.grid, _grid_cells(cells))
     width = max(len(r.cell) for r in rows)
     typer.echo(f"{'cell':<{width}}  {'state':<24} tries  {'job':<12} log")
     for r in rows:

@@ -32,7 +32,7 @@ from submitit.core.utils import FailedJobError
 from src.atomic import atomic_output
 from src.errors import UserError
 from src.params import GridParams
-from src.study import Cell
+from src.study import Cell, Study
 
 STATE_FILE = "grid.json"
 QUEUED, RUNNING, DETACHED, INTERRUPTED = "queued", "running", "detached", "interrupted"  # a job's states
@@ -44,10 +44,11 @@ LOCAL_TIMEOUT_MIN = 10**7  # submitit ends a local job after 2 minutes by defaul
 
 @dataclass
 class CellJob:
-    """One cell in the driver: its stage, its current job (what names it) and how its attempts went."""
+    """One cell in the driver: its DVC stage (the key: a rerun cell shares its grid cell's run name, not its stage),
+    its current job (what names it) and how its attempts went."""
 
-    cell: str
-    stage: str
+    cell: str  # what messages and log folders call it: the run name, for the rerun block with its threads (-t1)
+    stage: str  # train@unet-c16-p64-s1-0, replicate@..., rerun@...
     command: str = ""  # the stage's command, as dvc.yaml gives it
     fingerprint: list = field(default_factory=list)
     executor: str = ""
@@ -71,14 +72,14 @@ def read_state(log_dir: Path) -> dict[str, CellJob]:
     path = log_dir / STATE_FILE
     try:
         raw = json.loads(path.read_text()) if path.exists() else {"cells": {}}
-        return {name: CellJob(**entry) for name, entry in raw["cells"].items()}
+        return {entry["stage"]: CellJob(**entry) for entry in raw["cells"].values()}
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
         raise UserError(f"{path} is not a grid state file ({err}); move it away to start afresh") from None
 
 
 def write_state(log_dir: Path, jobs: dict[str, CellJob]) -> None:
     with atomic_output(log_dir / STATE_FILE) as tmp:
-        tmp.write_text(json.dumps({"cells": {n: dataclasses.asdict(j) for n, j in jobs.items()}}, indent=1) + "\n")
+        tmp.write_text(json.dumps({"cells": {s: dataclasses.asdict(j) for s, j in jobs.items()}}, indent=1) + "\n")
 
 
 @contextlib.contextmanager
@@ -93,6 +94,19 @@ def driver_lock(log_dir: Path) -> Iterator[None]:
         yield
 
 
+def cells_named(study: Study, names: Sequence[str]) -> list[Cell]:
+    """The cells `names` give, each a cell (unet-c16-p64-s1-r0; of the rerun block unet-c16-p64-s1-r0-t1), a DVC stage
+    (rerun@unet-c16-p64-s1-0) or a configuration (all its stages); none: every stage `dvc repro` trains (the grid, the
+    replicate block and the rerun block)."""
+    every = study.cells() + study.rerun_cells()
+    known = {c.mlflow_name: [c] for c in every} | {c.stage: [c] for c in every}
+    chosen = {}
+    for name in names:
+        for cell in known.get(name) or [c for c in every if c.name == name] or [study.parse(name)]:
+            chosen.setdefault(cell.stage, cell)
+    return list(chosen.values()) if names else every
+
+
 # --- the DVC side: which stages are stale, and the record of a finished one ------------------------------------------
 
 
@@ -103,7 +117,7 @@ def _repo(root: Path):
 
 
 def stages_of(repo, cells: Sequence[Cell]) -> dict:
-    """The DVC stage of each cell, by its name (train@<configuration>-<seed>)."""
+    """The DVC stage of each cell, by its name (train@, replicate@ or rerun@<configuration>-<seed>)."""
     stages = {s.addressing: s for s in repo.index.stages}
     missing = [c.stage for c in cells if c.stage not in stages]
     if missing:
@@ -241,14 +255,14 @@ def job_parameters(run: GridRun) -> dict:
 
 
 def submit(run: GridRun, job: CellJob) -> submitit.Job:
-    """The cell's next attempt, in a fresh folder of its own (so no log is overwritten). A local slot sees one GPU;
-    on a CPU, none (submitit's local executor hides them)."""
+    """The cell's next attempt, in a fresh folder of its own (so no log is overwritten), its command in the environment
+    DVC gives a stage's (DVC_ROOT, DVC_STAGE). A local slot sees one GPU; on a CPU, none (submitit hides them)."""
     job.attempts += 1
     (base := run.log_dir / run.executor / job.cell).mkdir(parents=True, exist_ok=True)
     folder = tempfile.mkdtemp(prefix=f"attempt{job.attempts}-", dir=base)
     executor = submitit.AutoExecutor(folder, cluster=run.executor, slurm_python=sys.executable)
     executor.update_parameters(name=job.cell, stderr_to_stdout=True, **job_parameters(run))
-    env = {k: os.environ[k] for k in JOB_ENV if os.environ.get(k)}
+    env = {k: os.environ[k] for k in JOB_ENV if os.environ.get(k)} | {"DVC_ROOT": str(run.root), "DVC_STAGE": job.stage}
     env |= {"CUDA_VISIBLE_DEVICES": str(job.slot % run.gpus)} if run.executor == "local" and run.gpus else {}
     handle = executor.submit(StageCommand.of(job.command, run.root, env), *job.resume * ["--resume"])
     job.executor, job.job_id, job.folder, job.started = run.executor, str(handle.job_id), folder, time.time()
@@ -328,7 +342,7 @@ def run_grid(run: GridRun, cells: Sequence[Cell], say: Callable[[str], None] = p
         finally:
             signal.signal(signal.SIGTERM, previous)
             write_state(run.log_dir, jobs)
-    return {c.run_name: jobs[c.run_name] for c in cells}
+    return {c.stage: jobs[c.stage] for c in cells}
 
 
 def _plan(run: GridRun, cells, jobs, say) -> tuple[dict[str, submitit.Job], list[CellJob]]:
@@ -341,15 +355,15 @@ def _plan(run: GridRun, cells, jobs, say) -> tuple[dict[str, submitit.Job], list
             check_upstream(repo, next(iter(stages.values())))  # the cells share their upstream stages
         changed = changed_stages(repo, stages.values())
         for cell in cells:
-            name, stage, old = cell.run_name, stages[cell.stage], jobs.get(cell.run_name)
-            if stage.addressing not in changed:
-                jobs[name] = CellJob(name, cell.stage, state=DONE, message="already in dvc.lock")
+            name, stage, old = cell.mlflow_name, stages[cell.stage], jobs.get(cell.stage)
+            if cell.stage not in changed:
+                jobs[cell.stage] = CellJob(name, cell.stage, state=DONE, message="already in dvc.lock")
                 say(f"{name}: already recorded in dvc.lock, skipped")
             elif old is not None and old.live:
-                handles[name] = attach(old)
+                handles[cell.stage] = attach(old)
                 say(f"{name}: re-attached to job {old.job_id} ({old.executor})")
             else:
-                job = jobs[name] = CellJob(name, cell.stage, stage.cmd, stage_fingerprint(stage), run.executor)
+                job = jobs[cell.stage] = CellJob(name, cell.stage, stage.cmd, stage_fingerprint(stage), run.executor)
                 if old is not None and old.attempts and old.state != DONE and old.fingerprint == job.fingerprint:
                     job.attempts, job.logs, job.resume = old.attempts, old.logs, True
                 waiting.append(job)
@@ -365,18 +379,18 @@ def _drive(run: GridRun, jobs: dict[str, CellJob], handles: dict, waiting: list[
             if not waiting:
                 break
             job = waiting.pop(0)
-            job.slot, tries[job.cell] = slot, tries.get(job.cell, 0) + 1
-            handles[job.cell] = submit(run, job)
+            job.slot, tries[job.stage] = slot, tries.get(job.stage, 0) + 1
+            handles[job.stage] = submit(run, job)
             write_state(run.log_dir, jobs)
             command = job.command + " --resume" * job.resume
             say(f"{job.cell}: submitted attempt {job.attempts} as job {job.job_id} ({run.executor}): {command}")
         handle = next(helpers.as_completed(list(handles.values()), poll_frequency=poll))
         job = jobs[next(name for name, h in handles.items() if h is handle)]
-        del handles[job.cell]
+        del handles[job.stage]
         if ended_well(run, job, handle):
             job.state = commit_stage(run.root, job)
             say(f"{job.cell}: {'finished, recorded in dvc.lock' if job.state == DONE else job.message}")
-        elif tries.get(job.cell, 0) <= run.grid.retries:
+        elif tries.get(job.stage, 0) <= run.grid.retries:
             say(f"{job.cell}: job {job.job_id} failed (log {job.log}); resubmitting to resume it")
             job.state, job.job_id, job.resume = QUEUED, None, True
             waiting.append(job)
@@ -386,15 +400,17 @@ def _drive(run: GridRun, jobs: dict[str, CellJob], handles: dict, waiting: list[
         write_state(run.log_dir, jobs)
 
 
-def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell], metrics_dir: str) -> list[CellJob]:
+def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell]) -> list[CellJob]:
     """Each cell's entry with its state now: a live job's from submitit (a local one's by pid and start time), else
-    done only where the stage and its outputs match dvc.lock, else the driver's record or the metrics files."""
+    done only where the stage and its outputs match dvc.lock, else the driver's record or the stage's metrics file."""
     jobs = read_state(root / grid.log_dir)
     with _repo(root) as repo:
-        changed = changed_stages(repo, stages_of(repo, cells).values())
+        stages = stages_of(repo, cells)
+        changed = changed_stages(repo, stages.values())
+        metrics = {name: [Path(o.fs_path) for o in stage.outs if o.metric] for name, stage in stages.items()}
     rows = []
     for cell in cells:
-        job = jobs.get(cell.run_name) or CellJob(cell.run_name, cell.stage, state="not started")
+        job = jobs.get(cell.stage) or CellJob(cell.mlflow_name, cell.stage, state="not started")
         if job.live and (handle := attach(job)).done():
             state = "ended (driver not running)"
         elif job.live:  # SLURM's word where its accounting answers (submitit asks sacct), else the driver's last
@@ -403,7 +419,7 @@ def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell], metrics_dir
             state = DONE
         elif job.state == DONE:
             state = "changed since recorded"  # dvc.lock and the outputs (or the code, or params) disagree now
-        elif job.state == "not started" and (root / metrics_dir / f"{cell.run_name}.json").exists():
+        elif job.state == "not started" and any(path.exists() for path in metrics[cell.stage]):
             state = STALE
         else:
             state = job.state
