@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
@@ -20,8 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -29,69 +28,25 @@ import submitit
 from submitit import helpers
 from submitit.core.utils import FailedJobError
 
-from src.atomic import atomic_output
 from src.errors import UserError
+from src.grid_state import (
+    DETACHED,
+    DONE,
+    GAVE_UP,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    STALE,
+    CellJob,
+    driver_lock,
+    read_state,
+    write_state,
+)
 from src.params import GridParams
 from src.study import Cell, Study
 
-STATE_FILE = "grid.json"
-QUEUED, RUNNING, DETACHED, INTERRUPTED = "queued", "running", "detached", "interrupted"  # a job's states
-DONE, GAVE_UP, STALE = "done", "failed", "finished, not committed"  # a cell's end in the driver
-LIVE = (QUEUED, RUNNING, DETACHED)  # detached: alive when its driver stopped, watched by none since
 JOB_ENV = ("MLFLOW_TRACKING_URI", "CRYOET_MLRUNS")  # where a job logs, passed whatever the cluster exports
 LOCAL_TIMEOUT_MIN = 10**7  # submitit ends a local job after 2 minutes by default; a cell runs until it is done
-
-
-@dataclass
-class CellJob:
-    """One cell in the driver: its DVC stage (the key: a rerun cell shares its grid cell's run name, not its stage),
-    its current job (what names it) and how its attempts went."""
-
-    cell: str  # what messages and log folders call it: the run name, for the rerun block with its threads (-t1)
-    stage: str  # train@unet-c16-p64-s1-0, replicate@..., rerun@...
-    command: str = ""  # the stage's command, as dvc.yaml gives it
-    fingerprint: list = field(default_factory=list)
-    executor: str = ""
-    job_id: str | None = None
-    folder: str | None = None  # submitit's folder of the current job
-    started: float | None = None  # local: its process's start time, which a process reusing the pid does not share
-    slot: int = 0  # local: slot i sees GPU i % gpus
-    attempts: int = 0
-    resume: bool = False  # the next attempt continues the cell (an earlier one failed or was stopped)
-    state: str = QUEUED
-    log: str | None = None
-    message: str = ""
-    logs: list[str] = field(default_factory=list)  # every attempt's log, oldest first
-
-    @property
-    def live(self) -> bool:
-        return self.job_id is not None and self.folder is not None and self.state in LIVE
-
-
-def read_state(log_dir: Path) -> dict[str, CellJob]:
-    path = log_dir / STATE_FILE
-    try:
-        raw = json.loads(path.read_text()) if path.exists() else {"cells": {}}
-        return {entry["stage"]: CellJob(**entry) for entry in raw["cells"].values()}
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
-        raise UserError(f"{path} is not a grid state file ({err}); move it away to start afresh") from None
-
-
-def write_state(log_dir: Path, jobs: dict[str, CellJob]) -> None:
-    with atomic_output(log_dir / STATE_FILE) as tmp:
-        tmp.write_text(json.dumps({"cells": {s: dataclasses.asdict(j) for s, j in jobs.items()}}, indent=1) + "\n")
-
-
-@contextlib.contextmanager
-def driver_lock(log_dir: Path) -> Iterator[None]:
-    """One driver per grid folder: two would submit the same cells twice."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / "driver.lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another `grid run` is driving {log_dir}; wait for it, or see `grid status`") from None
-        yield
 
 
 def cells_named(study: Study, names: Sequence[str]) -> list[Cell]:

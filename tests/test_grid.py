@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from src import grid as grid_module
+from src import grid_state
 from src.errors import UserError
 from tests.test_pipeline import _fresh_copy
 from tests.test_train import tiny_params
@@ -193,6 +194,25 @@ def test_local_slots_each_see_one_gpu_and_compute_with_the_repro_threads(tmp_pat
     grid_module.submit(grid_module.GridRun(tmp_path, grid, "local", slots=2), job).result()
     assert "3" in Path(job.log).read_text().splitlines()
     assert grid_module.cpu_slots(3) == max(1, (os.cpu_count() or 1) // 3) and grid_module.cpu_slots(0) == 1
+
+
+def test_the_grid_state_reads_back_by_stage_and_refuses_what_the_driver_did_not_write(tmp_path):
+    """grid.json round trip; a file of the layout before rerun cells (keyed by run name) reads by stage; a bad value
+    is a DataError naming the file and the field (tests/faults/test_grid_state.py: the whole table, through the CLI)."""
+    from src.errors import DataError
+
+    grid, rerun = grid_state.CellJob(ORPHAN, "train@unet-c16-p64-s1-0"), grid_state.CellJob(f"{ORPHAN}-t1", "rerun@x-0")
+    grid.fingerprint, rerun.job_id, rerun.logs, rerun.started = [["a", '"b"']], "17_2", ["a.log"], 1.5
+    grid_state.write_state(tmp_path, {j.stage: j for j in (grid, rerun)})
+    assert grid_state.read_state(tmp_path) == {grid.stage: grid, rerun.stage: rerun}
+    raw = json.loads((tmp_path / "grid.json").read_text())
+    (tmp_path / "grid.json").write_text(json.dumps({"cells": {ORPHAN: raw["cells"][grid.stage]}}))
+    assert grid_state.read_state(tmp_path) == {grid.stage: grid}
+    raw["cells"][grid.stage]["state"] = "zombie"
+    (tmp_path / "grid.json").write_text(json.dumps(raw))
+    with pytest.raises(DataError, match=r"grid.json: field 'cells.train@unet-c16-p64-s1-0.state' is \"zombie\""):
+        grid_state.read_state(tmp_path)
+    assert grid_state.read_state(tmp_path / "nothing") == {}
 
 
 def test_a_finished_cell_is_recorded_only_as_it_was_submitted(grid_repo, tmp_path, monkeypatch):
@@ -408,7 +428,7 @@ def test_a_reused_pid_is_not_taken_for_a_job(grid_repo, tmp_path):
         job.folder, job.started, job.state = str(tmp_path), born - 3600, "running"  # our job started an hour before
         assert grid_module.attach(job).done() and grid_module.stop_local(job) and stranger.poll() is None
         repo = _copy(grid_repo, tmp_path / "repo")
-        grid_module.write_state(repo / "logs" / "grid", {job.stage: job})
+        grid_state.write_state(repo / "logs" / "grid", {job.stage: job})
         assert _status(repo, _local_env(tmp_path / "mlruns"), ORPHAN) == "ended (driver not running)"
         job.started = born  # the process it names after all: alive, not done
         assert not grid_module.attach(job).done()
