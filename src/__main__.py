@@ -693,12 +693,15 @@ def tracking_serve(
     tracking.run_server(command)
 
 
-grid_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    help="The grid's cells as local processes (one per GPU or CPU slot) or SLURM jobs, recorded in dvc.lock.",
+grid_app = new_app(
+    "The cells `dvc repro` trains (its train@, replicate@ and rerun@ stages) as local processes (one per GPU or CPU "
+    "slot) or SLURM jobs, recorded in dvc.lock."
 )
 app.add_typer(grid_app, name="grid")
+GRID_CELLS = (
+    "Cells (unet-c16-p64-s1-r0; the rerun block's unet-c16-p64-s1-r0-t1), DVC stages (rerun@unet-c16-p64-s1-0) or "
+    "configurations (all their stages).  [default: every train@, replicate@ and rerun@ stage, as dvc repro]"
+)
 
 
 def _grid_cells(names: list[str] | None):
@@ -710,34 +713,49 @@ def _grid_cells(names: list[str] | None):
 
 @grid_app.command("run")
 def grid_run(
-    cells: Annotated[
-        list[str] | None, typer.Argument(help="Cells (unet-c16-p64-s1-r0) or configurations; default: the whole grid.")
-    ] = None,
-    executor: Annotated[str, typer.Option(help="local (processes on this machine) or slurm (submitit).")] = "local",
+    cells: Annotated[list[str] | None, typer.Argument(help=GRID_CELLS)] = None,
+    executor: Annotated[
+        str,
+        typer.Option(metavar="<local|slurm>", help="Processes on this machine, or SLURM jobs (through submitit)."),
+    ] = "local",
     gpus: Annotated[
         int | None,
         typer.Option(
-            help="local: GPUs to use, one cell each; slurm: GPUs per job [params: grid.slurm].",
+            help="local: GPUs to use, one cell each; slurm: GPUs per job."
+            + from_params("grid.slurm.gpus_per_task", lambda n: f"none locally, {n} per SLURM job"),
             callback=option_range("[0, inf)"),
         ),
     ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
-            help="local: cells at once (default: --gpus, else cores // repro.cpu_threads); each computes with "
-            "repro.cpu_threads threads whatever the number of slots.",
+            help="local: cells at once, each computing with repro.cpu_threads threads whatever the number of slots."
+            + from_params("repro.cpu_threads", lambda t: f"--gpus, else cores // {t}" if t else "--gpus, else 1"),
             callback=option_range("[1, inf)"),
         ),
     ] = None,
-    partition: Annotated[str | None, typer.Option(help="slurm: partition [params: grid.slurm.partition].")] = None,
-    time: Annotated[str | None, typer.Option(help="slurm: wall time per job, HH:MM [params: grid.slurm.time].")] = None,
-    mem: Annotated[str | None, typer.Option(help="slurm: memory per job, e.g. 32G [params: grid.slurm.mem].")] = None,
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            help="slurm: partition."
+            + from_params("grid.slurm.partition", lambda name: "the cluster's" if name is None else name)
+        ),
+    ] = None,
+    time: Annotated[
+        str | None, typer.Option(help="slurm: wall time per job, [D-]HH:MM." + from_params("grid.slurm.time"))
+    ] = None,
+    mem: Annotated[
+        str | None, typer.Option(help="slurm: memory per job, e.g. 32G." + from_params("grid.slurm.mem"))
+    ] = None,
     cpus_per_task: Annotated[
         int | None,
-        typer.Option(help="slurm: CPUs per job [params: grid.slurm.cpus_per_task].", callback=option_range("[1, inf)")),
+        typer.Option(
+            help="slurm: CPUs per job." + from_params("grid.slurm.cpus_per_task"), callback=option_range("[1, inf)")
+        ),
     ] = None,
 ):
-    """Run cells to the end: submit, watch, resubmit failed ones to resume (grid.retries), dvc commit finished ones."""
+    """Run cells to the end: submit, watch, resubmit failed ones to resume them (params: grid.retries), dvc commit
+    finished ones. Logs and the driver's state (grid.json) go to params' grid.log_dir."""
     import dataclasses
 
     from src.grid import GridRun, cpu_slots, run_grid, wall_minutes
@@ -777,9 +795,10 @@ def _clock() -> str:
 
 @grid_app.command("status")
 def grid_status_command(
-    cells: Annotated[list[str] | None, typer.Argument(help="Cells or configurations; default: the whole grid.")] = None,
+    cells: Annotated[list[str] | None, typer.Argument(help=GRID_CELLS)] = None,
 ):
-    """Which cells are queued, running, done or failed (from SLURM or the local processes, and the metrics files)."""
+    """Which cells are queued, running, done or failed: SLURM's or the local processes' word, dvc.lock, and the driver's
+    state (grid.json in params' grid.log_dir)."""
     from src.grid import grid_status
     from src.tracking import repo_root
 
