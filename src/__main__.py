@@ -705,7 +705,7 @@ GRID_CELLS = (
 
 
 def _grid_cells(names: list[str] | None):
-    from src.grid import cells_named
+    from src.grid_dvc import cells_named
     from src.study import Study
 
     return cells_named(Study.from_params(load_params()), names or [])

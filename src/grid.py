@@ -1,17 +1,15 @@
 """The grid beyond `dvc repro`: its cells as submitit jobs, local (one per GPU, or CPU slots) or on SLURM.
 
-A job runs its cell's DVC stage command (from dvc.yaml, through DVC), so it computes what `dvc repro` would. Ours is
-the planning (which stages are stale) and the record of a finished cell in dvc.lock, made only if the stage's deps and
-params are as they were at submission. The driver's state, <log_dir>/grid.json (written atomically), names each job
-beyond a pid (submitit's job id and folder, one per attempt; a local job's start time), so a restarted `grid run`
-re-attaches to live jobs, collects ended ones and continues failed or stopped cells (`train --resume`).
+A job runs its cell's DVC stage command in the environment DVC gives it, so it computes what `dvc repro` would. Which
+stages are stale and the record of a finished one in dvc.lock are src/grid_dvc.py's; the driver's state, grid.json,
+is src/grid_state.py's. It names each job beyond a pid, so a restarted `grid run` re-attaches to live jobs, collects
+ended ones and continues failed or stopped cells (`train --resume`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -28,99 +26,15 @@ import submitit
 from submitit import helpers
 from submitit.core.utils import FailedJobError
 
+from src import grid_state
 from src.errors import UserError
-from src.grid_state import (
-    DETACHED,
-    DONE,
-    GAVE_UP,
-    INTERRUPTED,
-    QUEUED,
-    RUNNING,
-    STALE,
-    CellJob,
-    driver_lock,
-    read_state,
-    write_state,
-)
+from src.grid_dvc import commit_stage, outputs_since, survey
+from src.grid_state import DETACHED, DONE, GAVE_UP, INTERRUPTED, QUEUED, RUNNING, STALE, CellJob, driver_lock
 from src.params import GridParams
-from src.study import Cell, Study
+from src.study import Cell
 
 JOB_ENV = ("MLFLOW_TRACKING_URI", "CRYOET_MLRUNS")  # where a job logs, passed whatever the cluster exports
 LOCAL_TIMEOUT_MIN = 10**7  # submitit ends a local job after 2 minutes by default; a cell runs until it is done
-
-
-def cells_named(study: Study, names: Sequence[str]) -> list[Cell]:
-    """The cells `names` give, each a cell (unet-c16-p64-s1-r0; of the rerun block unet-c16-p64-s1-r0-t1), a DVC stage
-    (rerun@unet-c16-p64-s1-0) or a configuration (all its stages); none: every stage `dvc repro` trains (the grid, the
-    replicate block and the rerun block)."""
-    every = study.cells() + study.rerun_cells()
-    known = {c.mlflow_name: [c] for c in every} | {c.stage: [c] for c in every}
-    chosen = {}
-    for name in names:
-        for cell in known.get(name) or [c for c in every if c.name == name] or [study.parse(name)]:
-            chosen.setdefault(cell.stage, cell)
-    return list(chosen.values()) if names else every
-
-
-# --- the DVC side: which stages are stale, and the record of a finished one ------------------------------------------
-
-
-def _repo(root: Path):
-    from dvc.repo import Repo
-
-    return Repo(str(root))
-
-
-def stages_of(repo, cells: Sequence[Cell]) -> dict:
-    """The DVC stage of each cell, by its name (train@, replicate@ or rerun@<configuration>-<seed>)."""
-    stages = {s.addressing: s for s in repo.index.stages}
-    missing = [c.stage for c in cells if c.stage not in stages]
-    if missing:
-        raise UserError(f"dvc.yaml has no stage {missing[0]}: is the cell in params.yaml's study and train.seeds?")
-    return {c.stage: stages[c.stage] for c in cells}
-
-
-def changed_stages(repo, stages) -> set[str]:
-    """The stages whose deps, params, command or outputs differ from dvc.lock (`dvc status` less its cache check)."""
-    with repo.lock:
-        return {stage.addressing for stage in stages if stage.changed()}
-
-
-def stage_fingerprint(stage) -> list:
-    """The hashes of a stage's deps and the values of its params, as DVC computes them for dvc.lock."""
-    stage.save_deps()
-    return [[str(dep), json.dumps(dep.hash_info.value, sort_keys=True, default=str)] for dep in stage.deps]
-
-
-def check_upstream(repo, stage) -> None:
-    """The stages a cell's stage depends on (data, split) must be up to date: jobs do not run them."""
-    changed = sorted(set(repo.status(targets=[stage.addressing], with_deps=True)) - {stage.addressing})
-    if changed:
-        raise UserError(f"stage {', '.join(changed)} is not up to date: run `dvc repro {changed[-1]}` first")
-
-
-def commit_stage(root: Path, cell: CellJob) -> str:
-    """`dvc commit` of a finished cell if its stage is unchanged since submission: DONE, else STALE."""
-    with _repo(root) as repo:
-        if stage_fingerprint(repo.stage.collect(cell.stage)[0]) != cell.fingerprint:
-            cell.message = "its code, data or params changed while it ran: not recorded; `dvc repro` will re-run it"
-            return STALE
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # DVC rewrites dvc.lock in
-        try:  # place: a signal waits until it is whole
-            repo.commit(cell.stage, force=True)  # forced: no prompt; the check above is what makes it safe
-        except Exception as err:  # DVC's errors (an output missing, a full disk): this cell, not the whole grid
-            cell.message = f"finished but `dvc commit {cell.stage}` failed ({type(err).__name__}: {err})"
-            return STALE
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-    return DONE
-
-
-def outputs_since(root: Path, cell: CellJob) -> bool:
-    """Whether every output of the cell's stage was written after its job started (train publishes by rename)."""
-    with _repo(root) as repo:
-        outs = [Path(out.fs_path) for out in repo.stage.collect(cell.stage)[0].outs]
-    return all(p.exists() and p.stat().st_mtime >= (cell.started or float("inf")) for p in outs)
 
 
 # --- a job: what it runs, where, how it is found again and stopped -------------------------------------------------
@@ -280,9 +194,9 @@ def run_grid(run: GridRun, cells: Sequence[Cell], say: Callable[[str], None] = p
     """Run `cells` to the end (each recorded in dvc.lock, or failed after its retries); the cells' final entries."""
     check_request(run)
     with driver_lock(run.log_dir):
-        jobs = read_state(run.log_dir)
+        jobs = grid_state.read_state(run.log_dir)
         handles, waiting = _plan(run, cells, jobs, say)
-        write_state(run.log_dir, jobs)
+        grid_state.write_state(run.log_dir, jobs)
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes Ctrl-C's path below
         try:
             _drive(run, jobs, handles, waiting, say)
@@ -296,32 +210,27 @@ def run_grid(run: GridRun, cells: Sequence[Cell], say: Callable[[str], None] = p
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            write_state(run.log_dir, jobs)
+            grid_state.write_state(run.log_dir, jobs)
     return {c.stage: jobs[c.stage] for c in cells}
 
 
 def _plan(run: GridRun, cells, jobs, say) -> tuple[dict[str, submitit.Job], list[CellJob]]:
     """Jobs to watch (re-attached) and cells to submit; cells recorded in dvc.lock are done. An unfinished cell whose
     stage is as it was continues (`--resume`), counting its attempts on."""
-    handles, waiting = {}, []
-    with _repo(run.root) as repo:
-        stages = stages_of(repo, cells)  # one pass over dvc.yaml (per cell it takes seconds)
-        if stages:
-            check_upstream(repo, next(iter(stages.values())))  # the cells share their upstream stages
-        changed = changed_stages(repo, stages.values())
-        for cell in cells:
-            name, stage, old = cell.mlflow_name, stages[cell.stage], jobs.get(cell.stage)
-            if cell.stage not in changed:
-                jobs[cell.stage] = CellJob(name, cell.stage, state=DONE, message="already in dvc.lock")
-                say(f"{name}: already recorded in dvc.lock, skipped")
-            elif old is not None and old.live:
-                handles[cell.stage] = attach(old)
-                say(f"{name}: re-attached to job {old.job_id} ({old.executor})")
-            else:
-                job = jobs[cell.stage] = CellJob(name, cell.stage, stage.cmd, stage_fingerprint(stage), run.executor)
-                if old is not None and old.attempts and old.state != DONE and old.fingerprint == job.fingerprint:
-                    job.attempts, job.logs, job.resume = old.attempts, old.logs, True
-                waiting.append(job)
+    handles, waiting, stages = {}, [], survey(run.root, cells, planning=True)
+    for cell in cells:
+        name, stage, old = cell.mlflow_name, stages[cell.stage], jobs.get(cell.stage)
+        if not stage.stale:
+            jobs[cell.stage] = CellJob(name, cell.stage, state=DONE, message="already in dvc.lock")
+            say(f"{name}: already recorded in dvc.lock, skipped")
+        elif old is not None and old.live:
+            handles[cell.stage] = attach(old)
+            say(f"{name}: re-attached to job {old.job_id} ({old.executor})")
+        else:
+            job = jobs[cell.stage] = CellJob(name, cell.stage, stage.command, stage.fingerprint, run.executor)
+            if old is not None and old.attempts and old.state != DONE and old.fingerprint == job.fingerprint:
+                job.attempts, job.logs, job.resume = old.attempts, old.logs, True
+            waiting.append(job)
     return handles, waiting
 
 
@@ -336,7 +245,7 @@ def _drive(run: GridRun, jobs: dict[str, CellJob], handles: dict, waiting: list[
             job = waiting.pop(0)
             job.slot, tries[job.stage] = slot, tries.get(job.stage, 0) + 1
             handles[job.stage] = submit(run, job)
-            write_state(run.log_dir, jobs)
+            grid_state.write_state(run.log_dir, jobs)
             command = job.command + " --resume" * job.resume
             say(f"{job.cell}: submitted attempt {job.attempts} as job {job.job_id} ({run.executor}): {command}")
         handle = next(helpers.as_completed(list(handles.values()), poll_frequency=poll))
@@ -352,29 +261,24 @@ def _drive(run: GridRun, jobs: dict[str, CellJob], handles: dict, waiting: list[
         else:
             job.state, job.message = GAVE_UP, f"failed {job.attempts} times; last log {job.log}"
             say(f"{job.cell}: {job.message}")
-        write_state(run.log_dir, jobs)
+        grid_state.write_state(run.log_dir, jobs)
 
 
 def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell]) -> list[CellJob]:
     """Each cell's entry with its state now: a live job's from submitit (a local one's by pid and start time), else
     done only where the stage and its outputs match dvc.lock, else the driver's record or the stage's metrics file."""
-    jobs = read_state(root / grid.log_dir)
-    with _repo(root) as repo:
-        stages = stages_of(repo, cells)
-        changed = changed_stages(repo, stages.values())
-        metrics = {name: [Path(o.fs_path) for o in stage.outs if o.metric] for name, stage in stages.items()}
-    rows = []
+    jobs, stages, rows = grid_state.read_state(root / grid.log_dir), survey(root, cells), []
     for cell in cells:
         job = jobs.get(cell.stage) or CellJob(cell.mlflow_name, cell.stage, state="not started")
         if job.live and (handle := attach(job)).done():
             state = "ended (driver not running)"
         elif job.live:  # SLURM's word where its accounting answers (submitit asks sacct), else the driver's last
             state = {"PENDING": QUEUED, "RUNNING": RUNNING}.get(handle.state, job.state)
-        elif cell.stage not in changed:
+        elif not stages[cell.stage].stale:
             state = DONE
         elif job.state == DONE:
             state = "changed since recorded"  # dvc.lock and the outputs (or the code, or params) disagree now
-        elif job.state == "not started" and any(path.exists() for path in metrics[cell.stage]):
+        elif job.state == "not started" and any(path.exists() for path in stages[cell.stage].metrics):
             state = STALE
         else:
             state = job.state

@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from src import grid as grid_module
-from src import grid_state
+from src import grid_dvc, grid_state
 from src.errors import UserError
 from tests.test_pipeline import _fresh_copy
 from tests.test_train import tiny_params
@@ -179,7 +179,7 @@ def test_local_slots_each_see_one_gpu_and_compute_with_the_repro_threads(tmp_pat
     grid = GridParams(retries=0, poll_seconds=0.1, log_dir="logs")
     run = grid_module.GridRun(tmp_path, grid, "local", slots=3, gpus=2)
     jobs = [  # each in DVC's environment of a stage command too (train refuses to replace a cell outside a stage)
-        grid_module.CellJob(n, f"train@{n}", 'echo "gpu=$CUDA_VISIBLE_DEVICES $DVC_STAGE $DVC_ROOT"; sleep 1', slot=i)
+        grid_state.CellJob(n, f"train@{n}", 'echo "gpu=$CUDA_VISIBLE_DEVICES $DVC_STAGE $DVC_ROOT"; sleep 1', slot=i)
         for i, n in enumerate("abc")
     ]
     list(as_completed([grid_module.submit(run, job) for job in jobs], poll_frequency=0.1))
@@ -188,7 +188,7 @@ def test_local_slots_each_see_one_gpu_and_compute_with_the_repro_threads(tmp_pat
     # On a CPU a slot's cell computes with repro.cpu_threads threads, whatever the slots and the outer environment.
     (tmp_path / "params.yaml").write_text("repro: {cpu_threads: 3, cpu_isa: avx2}\n")
     probe = "from src import repro; repro.apply(); import torch; repro.pin_threads(); print(torch.get_num_threads())"
-    job = grid_module.CellJob("d", "train@d", f'{sys.executable} -c "{probe}"')
+    job = grid_state.CellJob("d", "train@d", f'{sys.executable} -c "{probe}"')
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     grid_module.submit(grid_module.GridRun(tmp_path, grid, "local", slots=2), job).result()
@@ -224,15 +224,14 @@ def test_a_finished_cell_is_recorded_only_as_it_was_submitted(grid_repo, tmp_pat
     repo = _copy(grid_repo, tmp_path / "repo")
     monkeypatch.chdir(repo)  # as the command line runs it: DVC resolves dvc.yaml's params from the working folder
     cell = Study.from_params(load_params(repo / "params.yaml")).parse("unet-c16-p64-s1-r0")
-    with grid_module._repo(repo) as dvc_repo:
-        stage = grid_module.stages_of(dvc_repo, [cell])[cell.stage]
-        job = grid_module.CellJob(cell.run_name, cell.stage, stage.cmd, grid_module.stage_fingerprint(stage))
-    assert grid_module.commit_stage(repo, job) == grid_module.STALE and "dvc commit" in job.message
+    stage = grid_dvc.survey(repo, [cell], planning=True)[cell.stage]
+    job = grid_state.CellJob(cell.run_name, cell.stage, stage.command, stage.fingerprint)
+    assert grid_dvc.commit_stage(repo, job) == grid_state.STALE and "dvc commit" in job.message
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["train"]["lr"] *= 2  # a param the stage reads changes while the cell "runs"
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
     job.message = ""
-    assert grid_module.commit_stage(repo, job) == grid_module.STALE and "changed while it ran" in job.message
+    assert grid_dvc.commit_stage(repo, job) == grid_state.STALE and "changed while it ran" in job.message
 
 
 def test_grid_refuses_bad_requests_in_one_sentence(grid_repo, tmp_path):
@@ -342,19 +341,19 @@ def test_the_whole_grid_is_every_training_stage_of_dvc_yaml():
         stages = sorted(
             s.addressing for s in repo.index.stages if s.addressing.startswith(("train@", "replicate@", "rerun@"))
         )
-    every = grid_module.cells_named(study, [])
+    every = grid_dvc.cells_named(study, [])
     assert sorted(c.stage for c in every) == stages and {s.split("@")[0] for s in stages} == {
         "train",
         "replicate",
         "rerun",
     }
     assert len({c.mlflow_name for c in every}) == len(every)  # log folders and messages name each stage apart
-    named = grid_module.cells_named(study, ["unet-c16-p64-s1-r0-t1", "rerun@unet-c16-p64-s1-0", "unet-c16-p64-s1-r0"])
+    named = grid_dvc.cells_named(study, ["unet-c16-p64-s1-r0-t1", "rerun@unet-c16-p64-s1-0", "unet-c16-p64-s1-r0"])
     assert [c.stage for c in named] == ["rerun@unet-c16-p64-s1-0", "train@unet-c16-p64-s1-0"]
-    configuration = [c.stage for c in grid_module.cells_named(study, ["unet_se-c16-p64-s1"])]
+    configuration = [c.stage for c in grid_dvc.cells_named(study, ["unet_se-c16-p64-s1"])]
     assert sorted(configuration) == [s for s in stages if s.split("@")[1].rsplit("-", 1)[0] == "unet_se-c16-p64-s1"]
     with pytest.raises(UserError, match="not one of the study's models"):
-        grid_module.cells_named(study, ["vnet-c16-p64-s1"])
+        grid_dvc.cells_named(study, ["vnet-c16-p64-s1"])
 
 
 def test_a_killed_drivers_job_that_finished_is_recorded_not_retrained(orphaned):
@@ -424,7 +423,7 @@ def test_a_reused_pid_is_not_taken_for_a_job(grid_repo, tmp_path):
     stranger = subprocess.Popen(["sleep", "120"])
     try:
         born = psutil.Process(stranger.pid).create_time()
-        job = grid_module.CellJob(ORPHAN, "train@unet-c16-p64-s1-0", executor="local", job_id=str(stranger.pid))
+        job = grid_state.CellJob(ORPHAN, "train@unet-c16-p64-s1-0", executor="local", job_id=str(stranger.pid))
         job.folder, job.started, job.state = str(tmp_path), born - 3600, "running"  # our job started an hour before
         assert grid_module.attach(job).done() and grid_module.stop_local(job) and stranger.poll() is None
         repo = _copy(grid_repo, tmp_path / "repo")
