@@ -671,57 +671,69 @@ def tracking_serve(
     tracking.run_server(command)
 
 
-grid_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    help="The grid's cells as local processes (one per GPU or CPU slot) or SLURM jobs, recorded in dvc.lock.",
+grid_app = new_app(
+    "The cells `dvc repro` trains (its train@, replicate@ and rerun@ stages) as local processes (one per GPU or CPU "
+    "slot) or SLURM jobs, recorded in dvc.lock."
 )
 app.add_typer(grid_app, name="grid")
+GRID_CELLS = (
+    "Cells (unet-c16-p64-s1-r0; the rerun block's unet-c16-p64-s1-r0-t1), DVC stages (rerun@unet-c16-p64-s1-0) or "
+    "configurations (all their stages).  [default: every train@, replicate@ and rerun@ stage, as dvc repro]"
+)
 
 
 def _grid_cells(names: list[str] | None):
+    from src.grid_dvc import cells_named
     from src.study import Study
 
-    study = Study.from_params(load_params())
-    if not names:
-        return study.cells()
-    cells = []
-    for name in names:  # a configuration name means all its seeds
-        parsed = study.parse(name)
-        cells += [parsed] if name.rsplit("-", 1)[-1].startswith("r") else [c for c in study.cells() if c.name == name]
-    return cells
+    return cells_named(Study.from_params(load_params()), names or [])
 
 
 @grid_app.command("run")
 def grid_run(
-    cells: Annotated[
-        list[str] | None, typer.Argument(help="Cells (unet-c16-p64-s1-r0) or configurations; default: the whole grid.")
-    ] = None,
-    executor: Annotated[str, typer.Option(help="local (processes on this machine) or slurm (submitit).")] = "local",
+    cells: Annotated[list[str] | None, typer.Argument(help=GRID_CELLS)] = None,
+    executor: Annotated[
+        str,
+        typer.Option(metavar="<local|slurm>", help="Processes on this machine, or SLURM jobs (through submitit)."),
+    ] = "local",
     gpus: Annotated[
         int | None,
         typer.Option(
-            help="local: GPUs to use, one cell each; slurm: GPUs per job [params: grid.slurm].",
+            help="local: GPUs to use, one cell each; slurm: GPUs per job."
+            + from_params("grid.slurm.gpus_per_task", lambda n: f"none locally, {n} per SLURM job"),
             callback=option_range("[0, inf)"),
         ),
     ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
-            help="local: cells at once (default: --gpus, else cores // repro.cpu_threads); each computes with "
-            "repro.cpu_threads threads whatever the number of slots.",
+            help="local: cells at once, each computing with repro.cpu_threads threads whatever the number of slots."
+            + from_params("repro.cpu_threads", lambda t: f"--gpus, else cores // {t}" if t else "--gpus, else 1"),
             callback=option_range("[1, inf)"),
         ),
     ] = None,
-    partition: Annotated[str | None, typer.Option(help="slurm: partition [params: grid.slurm.partition].")] = None,
-    time: Annotated[str | None, typer.Option(help="slurm: wall time per job, HH:MM [params: grid.slurm.time].")] = None,
-    mem: Annotated[str | None, typer.Option(help="slurm: memory per job, e.g. 32G [params: grid.slurm.mem].")] = None,
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            help="slurm: partition."
+            + from_params("grid.slurm.partition", lambda name: "the cluster's" if name is None else name)
+        ),
+    ] = None,
+    time: Annotated[
+        str | None, typer.Option(help="slurm: wall time per job, [D-]HH:MM." + from_params("grid.slurm.time"))
+    ] = None,
+    mem: Annotated[
+        str | None, typer.Option(help="slurm: memory per job, e.g. 32G." + from_params("grid.slurm.mem"))
+    ] = None,
     cpus_per_task: Annotated[
         int | None,
-        typer.Option(help="slurm: CPUs per job [params: grid.slurm.cpus_per_task].", callback=option_range("[1, inf)")),
+        typer.Option(
+            help="slurm: CPUs per job." + from_params("grid.slurm.cpus_per_task"), callback=option_range("[1, inf)")
+        ),
     ] = None,
 ):
-    """Run cells to the end: submit, watch, resubmit failed ones to resume (grid.retries), dvc commit finished ones."""
+    """Run cells to the end: submit, watch, resubmit failed ones to resume them (params: grid.retries), dvc commit
+    finished ones. Logs and the driver's state (grid.json) go to params' grid.log_dir."""
     import dataclasses
 
     from src.grid import GridRun, cpu_slots, run_grid, wall_minutes
@@ -761,14 +773,15 @@ def _clock() -> str:
 
 @grid_app.command("status")
 def grid_status_command(
-    cells: Annotated[list[str] | None, typer.Argument(help="Cells or configurations; default: the whole grid.")] = None,
+    cells: Annotated[list[str] | None, typer.Argument(help=GRID_CELLS)] = None,
 ):
-    """Which cells are queued, running, done or failed (from SLURM or the local processes, and the metrics files)."""
+    """Which cells are queued, running, done or failed: SLURM's or the local processes' word, dvc.lock, and the driver's
+    state (grid.json in params' grid.log_dir)."""
     from src.grid import grid_status
     from src.tracking import repo_root
 
     p = load_params()
-    rows = grid_status(repo_root(), p.grid, _grid_cells(cells), p.train.metrics_dir)
+    rows = grid_status(repo_root(), p.grid, _grid_cells(cells))
     width = max(len(r.cell) for r in rows)
     typer.echo(f"{'cell':<{width}}  {'state':<24} tries  {'job':<12} log")
     for r in rows:

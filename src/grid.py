@@ -1,18 +1,15 @@
 """The grid beyond `dvc repro`: its cells as submitit jobs, local (one per GPU, or CPU slots) or on SLURM.
 
-A job runs its cell's DVC stage command (from dvc.yaml, through DVC), so it computes what `dvc repro` would. Ours is
-the planning (which stages are stale) and the record of a finished cell in dvc.lock, made only if the stage's deps and
-params are as they were at submission. The driver's state, <log_dir>/grid.json (written atomically), names each job
-beyond a pid (submitit's job id and folder, one per attempt; a local job's start time), so a restarted `grid run`
-re-attaches to live jobs, collects ended ones and continues failed or stopped cells (`train --resume`).
+A job runs its cell's DVC stage command in the environment DVC gives it, so it computes what `dvc repro` would. Which
+stages are stale and the record of a finished one in dvc.lock are src/grid_dvc.py's; the driver's state, grid.json,
+is src/grid_state.py's. It names each job beyond a pid, so a restarted `grid run` re-attaches to live jobs, collects
+ended ones and continues failed or stopped cells (`train --resume`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
-import json
 import os
 import shutil
 import signal
@@ -20,8 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -29,129 +26,15 @@ import submitit
 from submitit import helpers
 from submitit.core.utils import FailedJobError
 
-from src.atomic import atomic_output
+from src import grid_state
 from src.errors import UserError
+from src.grid_dvc import commit_stage, outputs_since, survey
+from src.grid_state import DETACHED, DONE, GAVE_UP, INTERRUPTED, QUEUED, RUNNING, STALE, CellJob, driver_lock
 from src.params import GridParams
 from src.study import Cell
 
-STATE_FILE = "grid.json"
-QUEUED, RUNNING, DETACHED, INTERRUPTED = "queued", "running", "detached", "interrupted"  # a job's states
-DONE, GAVE_UP, STALE = "done", "failed", "finished, not committed"  # a cell's end in the driver
-LIVE = (QUEUED, RUNNING, DETACHED)  # detached: alive when its driver stopped, watched by none since
 JOB_ENV = ("MLFLOW_TRACKING_URI", "CRYOET_MLRUNS")  # where a job logs, passed whatever the cluster exports
 LOCAL_TIMEOUT_MIN = 10**7  # submitit ends a local job after 2 minutes by default; a cell runs until it is done
-
-
-@dataclass
-class CellJob:
-    """One cell in the driver: its stage, its current job (what names it) and how its attempts went."""
-
-    cell: str
-    stage: str
-    command: str = ""  # the stage's command, as dvc.yaml gives it
-    fingerprint: list = field(default_factory=list)
-    executor: str = ""
-    job_id: str | None = None
-    folder: str | None = None  # submitit's folder of the current job
-    started: float | None = None  # local: its process's start time, which a process reusing the pid does not share
-    slot: int = 0  # local: slot i sees GPU i % gpus
-    attempts: int = 0
-    resume: bool = False  # the next attempt continues the cell (an earlier one failed or was stopped)
-    state: str = QUEUED
-    log: str | None = None
-    message: str = ""
-    logs: list[str] = field(default_factory=list)  # every attempt's log, oldest first
-
-    @property
-    def live(self) -> bool:
-        return self.job_id is not None and self.folder is not None and self.state in LIVE
-
-
-def read_state(log_dir: Path) -> dict[str, CellJob]:
-    path = log_dir / STATE_FILE
-    try:
-        raw = json.loads(path.read_text()) if path.exists() else {"cells": {}}
-        return {name: CellJob(**entry) for name, entry in raw["cells"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
-        raise UserError(f"{path} is not a grid state file ({err}); move it away to start afresh") from None
-
-
-def write_state(log_dir: Path, jobs: dict[str, CellJob]) -> None:
-    with atomic_output(log_dir / STATE_FILE) as tmp:
-        tmp.write_text(json.dumps({"cells": {n: dataclasses.asdict(j) for n, j in jobs.items()}}, indent=1) + "\n")
-
-
-@contextlib.contextmanager
-def driver_lock(log_dir: Path) -> Iterator[None]:
-    """One driver per grid folder: two would submit the same cells twice."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / "driver.lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another `grid run` is driving {log_dir}; wait for it, or see `grid status`") from None
-        yield
-
-
-# --- the DVC side: which stages are stale, and the record of a finished one ------------------------------------------
-
-
-def _repo(root: Path):
-    from dvc.repo import Repo
-
-    return Repo(str(root))
-
-
-def stages_of(repo, cells: Sequence[Cell]) -> dict:
-    """The DVC stage of each cell, by its name (train@<configuration>-<seed>)."""
-    stages = {s.addressing: s for s in repo.index.stages}
-    missing = [c.stage for c in cells if c.stage not in stages]
-    if missing:
-        raise UserError(f"dvc.yaml has no stage {missing[0]}: is the cell in params.yaml's study and train.seeds?")
-    return {c.stage: stages[c.stage] for c in cells}
-
-
-def changed_stages(repo, stages) -> set[str]:
-    """The stages whose deps, params, command or outputs differ from dvc.lock (`dvc status` less its cache check)."""
-    with repo.lock:
-        return {stage.addressing for stage in stages if stage.changed()}
-
-
-def stage_fingerprint(stage) -> list:
-    """The hashes of a stage's deps and the values of its params, as DVC computes them for dvc.lock."""
-    stage.save_deps()
-    return [[str(dep), json.dumps(dep.hash_info.value, sort_keys=True, default=str)] for dep in stage.deps]
-
-
-def check_upstream(repo, stage) -> None:
-    """The stages a cell's stage depends on (data, split) must be up to date: jobs do not run them."""
-    changed = sorted(set(repo.status(targets=[stage.addressing], with_deps=True)) - {stage.addressing})
-    if changed:
-        raise UserError(f"stage {', '.join(changed)} is not up to date: run `dvc repro {changed[-1]}` first")
-
-
-def commit_stage(root: Path, cell: CellJob) -> str:
-    """`dvc commit` of a finished cell if its stage is unchanged since submission: DONE, else STALE."""
-    with _repo(root) as repo:
-        if stage_fingerprint(repo.stage.collect(cell.stage)[0]) != cell.fingerprint:
-            cell.message = "its code, data or params changed while it ran: not recorded; `dvc repro` will re-run it"
-            return STALE
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # DVC rewrites dvc.lock in
-        try:  # place: a signal waits until it is whole
-            repo.commit(cell.stage, force=True)  # forced: no prompt; the check above is what makes it safe
-        except Exception as err:  # DVC's errors (an output missing, a full disk): this cell, not the whole grid
-            cell.message = f"finished but `dvc commit {cell.stage}` failed ({type(err).__name__}: {err})"
-            return STALE
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-    return DONE
-
-
-def outputs_since(root: Path, cell: CellJob) -> bool:
-    """Whether every output of the cell's stage was written after its job started (train publishes by rename)."""
-    with _repo(root) as repo:
-        outs = [Path(out.fs_path) for out in repo.stage.collect(cell.stage)[0].outs]
-    return all(p.exists() and p.stat().st_mtime >= (cell.started or float("inf")) for p in outs)
 
 
 # --- a job: what it runs, where, how it is found again and stopped -------------------------------------------------
@@ -241,14 +124,14 @@ def job_parameters(run: GridRun) -> dict:
 
 
 def submit(run: GridRun, job: CellJob) -> submitit.Job:
-    """The cell's next attempt, in a fresh folder of its own (so no log is overwritten). A local slot sees one GPU;
-    on a CPU, none (submitit's local executor hides them)."""
+    """The cell's next attempt, in a fresh folder of its own (so no log is overwritten), its command in the environment
+    DVC gives a stage's (DVC_ROOT, DVC_STAGE). A local slot sees one GPU; on a CPU, none (submitit hides them)."""
     job.attempts += 1
     (base := run.log_dir / run.executor / job.cell).mkdir(parents=True, exist_ok=True)
     folder = tempfile.mkdtemp(prefix=f"attempt{job.attempts}-", dir=base)
     executor = submitit.AutoExecutor(folder, cluster=run.executor, slurm_python=sys.executable)
     executor.update_parameters(name=job.cell, stderr_to_stdout=True, **job_parameters(run))
-    env = {k: os.environ[k] for k in JOB_ENV if os.environ.get(k)}
+    env = {k: os.environ[k] for k in JOB_ENV if os.environ.get(k)} | {"DVC_ROOT": str(run.root), "DVC_STAGE": job.stage}
     env |= {"CUDA_VISIBLE_DEVICES": str(job.slot % run.gpus)} if run.executor == "local" and run.gpus else {}
     handle = executor.submit(StageCommand.of(job.command, run.root, env), *job.resume * ["--resume"])
     job.executor, job.job_id, job.folder, job.started = run.executor, str(handle.job_id), folder, time.time()
@@ -311,9 +194,9 @@ def run_grid(run: GridRun, cells: Sequence[Cell], say: Callable[[str], None] = p
     """Run `cells` to the end (each recorded in dvc.lock, or failed after its retries); the cells' final entries."""
     check_request(run)
     with driver_lock(run.log_dir):
-        jobs = read_state(run.log_dir)
+        jobs = grid_state.read_state(run.log_dir)
         handles, waiting = _plan(run, cells, jobs, say)
-        write_state(run.log_dir, jobs)
+        grid_state.write_state(run.log_dir, jobs)
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes Ctrl-C's path below
         try:
             _drive(run, jobs, handles, waiting, say)
@@ -327,32 +210,27 @@ def run_grid(run: GridRun, cells: Sequence[Cell], say: Callable[[str], None] = p
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            write_state(run.log_dir, jobs)
-    return {c.run_name: jobs[c.run_name] for c in cells}
+            grid_state.write_state(run.log_dir, jobs)
+    return {c.stage: jobs[c.stage] for c in cells}
 
 
 def _plan(run: GridRun, cells, jobs, say) -> tuple[dict[str, submitit.Job], list[CellJob]]:
     """Jobs to watch (re-attached) and cells to submit; cells recorded in dvc.lock are done. An unfinished cell whose
     stage is as it was continues (`--resume`), counting its attempts on."""
-    handles, waiting = {}, []
-    with _repo(run.root) as repo:
-        stages = stages_of(repo, cells)  # one pass over dvc.yaml (per cell it takes seconds)
-        if stages:
-            check_upstream(repo, next(iter(stages.values())))  # the cells share their upstream stages
-        changed = changed_stages(repo, stages.values())
-        for cell in cells:
-            name, stage, old = cell.run_name, stages[cell.stage], jobs.get(cell.run_name)
-            if stage.addressing not in changed:
-                jobs[name] = CellJob(name, cell.stage, state=DONE, message="already in dvc.lock")
-                say(f"{name}: already recorded in dvc.lock, skipped")
-            elif old is not None and old.live:
-                handles[name] = attach(old)
-                say(f"{name}: re-attached to job {old.job_id} ({old.executor})")
-            else:
-                job = jobs[name] = CellJob(name, cell.stage, stage.cmd, stage_fingerprint(stage), run.executor)
-                if old is not None and old.attempts and old.state != DONE and old.fingerprint == job.fingerprint:
-                    job.attempts, job.logs, job.resume = old.attempts, old.logs, True
-                waiting.append(job)
+    handles, waiting, stages = {}, [], survey(run.root, cells, planning=True)
+    for cell in cells:
+        name, stage, old = cell.mlflow_name, stages[cell.stage], jobs.get(cell.stage)
+        if not stage.stale:
+            jobs[cell.stage] = CellJob(name, cell.stage, state=DONE, message="already in dvc.lock")
+            say(f"{name}: already recorded in dvc.lock, skipped")
+        elif old is not None and old.live:
+            handles[cell.stage] = attach(old)
+            say(f"{name}: re-attached to job {old.job_id} ({old.executor})")
+        else:
+            job = jobs[cell.stage] = CellJob(name, cell.stage, stage.command, stage.fingerprint, run.executor)
+            if old is not None and old.attempts and old.state != DONE and old.fingerprint == job.fingerprint:
+                job.attempts, job.logs, job.resume = old.attempts, old.logs, True
+            waiting.append(job)
     return handles, waiting
 
 
@@ -365,45 +243,42 @@ def _drive(run: GridRun, jobs: dict[str, CellJob], handles: dict, waiting: list[
             if not waiting:
                 break
             job = waiting.pop(0)
-            job.slot, tries[job.cell] = slot, tries.get(job.cell, 0) + 1
-            handles[job.cell] = submit(run, job)
-            write_state(run.log_dir, jobs)
+            job.slot, tries[job.stage] = slot, tries.get(job.stage, 0) + 1
+            handles[job.stage] = submit(run, job)
+            grid_state.write_state(run.log_dir, jobs)
             command = job.command + " --resume" * job.resume
             say(f"{job.cell}: submitted attempt {job.attempts} as job {job.job_id} ({run.executor}): {command}")
         handle = next(helpers.as_completed(list(handles.values()), poll_frequency=poll))
         job = jobs[next(name for name, h in handles.items() if h is handle)]
-        del handles[job.cell]
+        del handles[job.stage]
         if ended_well(run, job, handle):
             job.state = commit_stage(run.root, job)
             say(f"{job.cell}: {'finished, recorded in dvc.lock' if job.state == DONE else job.message}")
-        elif tries.get(job.cell, 0) <= run.grid.retries:
+        elif tries.get(job.stage, 0) <= run.grid.retries:
             say(f"{job.cell}: job {job.job_id} failed (log {job.log}); resubmitting to resume it")
             job.state, job.job_id, job.resume = QUEUED, None, True
             waiting.append(job)
         else:
             job.state, job.message = GAVE_UP, f"failed {job.attempts} times; last log {job.log}"
             say(f"{job.cell}: {job.message}")
-        write_state(run.log_dir, jobs)
+        grid_state.write_state(run.log_dir, jobs)
 
 
-def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell], metrics_dir: str) -> list[CellJob]:
+def grid_status(root: Path, grid: GridParams, cells: Sequence[Cell]) -> list[CellJob]:
     """Each cell's entry with its state now: a live job's from submitit (a local one's by pid and start time), else
-    done only where the stage and its outputs match dvc.lock, else the driver's record or the metrics files."""
-    jobs = read_state(root / grid.log_dir)
-    with _repo(root) as repo:
-        changed = changed_stages(repo, stages_of(repo, cells).values())
-    rows = []
+    done only where the stage and its outputs match dvc.lock, else the driver's record or the stage's metrics file."""
+    jobs, stages, rows = grid_state.read_state(root / grid.log_dir), survey(root, cells), []
     for cell in cells:
-        job = jobs.get(cell.run_name) or CellJob(cell.run_name, cell.stage, state="not started")
+        job = jobs.get(cell.stage) or CellJob(cell.mlflow_name, cell.stage, state="not started")
         if job.live and (handle := attach(job)).done():
             state = "ended (driver not running)"
         elif job.live:  # SLURM's word where its accounting answers (submitit asks sacct), else the driver's last
             state = {"PENDING": QUEUED, "RUNNING": RUNNING}.get(handle.state, job.state)
-        elif cell.stage not in changed:
+        elif not stages[cell.stage].stale:
             state = DONE
         elif job.state == DONE:
             state = "changed since recorded"  # dvc.lock and the outputs (or the code, or params) disagree now
-        elif job.state == "not started" and (root / metrics_dir / f"{cell.run_name}.json").exists():
+        elif job.state == "not started" and any(path.exists() for path in stages[cell.stage].metrics):
             state = STALE
         else:
             state = job.state

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ import torch
 import yaml
 
 from src import grid as grid_module
+from src import grid_dvc, grid_state
 from src.errors import UserError
 from tests.test_pipeline import _fresh_copy
 from tests.test_train import tiny_params
@@ -88,7 +90,11 @@ def _train_process(job: dict) -> psutil.Process:
 
 
 def _job(repo: Path, cell: str) -> dict:
-    return json.loads((repo / "logs" / "grid" / "grid.json").read_text())["cells"][cell]
+    """The grid.json entry of a cell, by the name messages give it (entries are keyed by DVC stage)."""
+    entries = json.loads((repo / "logs" / "grid" / "grid.json").read_text())["cells"]
+    found = [entry for stage, entry in entries.items() if entry["cell"] == cell and entry["stage"] == stage]
+    assert len(found) == 1, entries.keys()
+    return found[0]
 
 
 def _check_cells(repo: Path, client, cells: list[str], killed: str, epochs: int = 4) -> None:
@@ -172,22 +178,41 @@ def test_local_slots_each_see_one_gpu_and_compute_with_the_repro_threads(tmp_pat
 
     grid = GridParams(retries=0, poll_seconds=0.1, log_dir="logs")
     run = grid_module.GridRun(tmp_path, grid, "local", slots=3, gpus=2)
-    jobs = [
-        grid_module.CellJob(n, f"train@{n}", 'echo "gpu=$CUDA_VISIBLE_DEVICES"; sleep 1', slot=i)
+    jobs = [  # each in DVC's environment of a stage command too (train refuses to replace a cell outside a stage)
+        grid_state.CellJob(n, f"train@{n}", 'echo "gpu=$CUDA_VISIBLE_DEVICES $DVC_STAGE $DVC_ROOT"; sleep 1', slot=i)
         for i, n in enumerate("abc")
     ]
     list(as_completed([grid_module.submit(run, job) for job in jobs], poll_frequency=0.1))
     seen = [[x for x in Path(j.log).read_text().splitlines() if x.startswith("gpu=")] for j in jobs]
-    assert seen == [["gpu=0"], ["gpu=1"], ["gpu=0"]]
+    assert seen == [[f"gpu={gpu} train@{n} {tmp_path}"] for gpu, n in zip((0, 1, 0), "abc", strict=True)]
     # On a CPU a slot's cell computes with repro.cpu_threads threads, whatever the slots and the outer environment.
     (tmp_path / "params.yaml").write_text("repro: {cpu_threads: 3, cpu_isa: avx2}\n")
     probe = "from src import repro; repro.apply(); import torch; repro.pin_threads(); print(torch.get_num_threads())"
-    job = grid_module.CellJob("d", "train@d", f'{sys.executable} -c "{probe}"')
+    job = grid_state.CellJob("d", "train@d", f'{sys.executable} -c "{probe}"')
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     grid_module.submit(grid_module.GridRun(tmp_path, grid, "local", slots=2), job).result()
     assert "3" in Path(job.log).read_text().splitlines()
     assert grid_module.cpu_slots(3) == max(1, (os.cpu_count() or 1) // 3) and grid_module.cpu_slots(0) == 1
+
+
+def test_the_grid_state_reads_back_by_stage_and_refuses_what_the_driver_did_not_write(tmp_path):
+    """grid.json round trip; a file of the layout before rerun cells (keyed by run name) reads by stage; a bad value
+    is a DataError naming the file and the field (tests/faults/test_grid_state.py: the whole table, through the CLI)."""
+    from src.errors import DataError
+
+    grid, rerun = grid_state.CellJob(ORPHAN, "train@unet-c16-p64-s1-0"), grid_state.CellJob(f"{ORPHAN}-t1", "rerun@x-0")
+    grid.fingerprint, rerun.job_id, rerun.logs, rerun.started = [["a", '"b"']], "17_2", ["a.log"], 1.5
+    grid_state.write_state(tmp_path, {j.stage: j for j in (grid, rerun)})
+    assert grid_state.read_state(tmp_path) == {grid.stage: grid, rerun.stage: rerun}
+    raw = json.loads((tmp_path / "grid.json").read_text())
+    (tmp_path / "grid.json").write_text(json.dumps({"cells": {ORPHAN: raw["cells"][grid.stage]}}))
+    assert grid_state.read_state(tmp_path) == {grid.stage: grid}
+    raw["cells"][grid.stage]["state"] = "zombie"
+    (tmp_path / "grid.json").write_text(json.dumps(raw))
+    with pytest.raises(DataError, match=r"grid.json: field 'cells.train@unet-c16-p64-s1-0.state' is \"zombie\""):
+        grid_state.read_state(tmp_path)
+    assert grid_state.read_state(tmp_path / "nothing") == {}
 
 
 def test_a_finished_cell_is_recorded_only_as_it_was_submitted(grid_repo, tmp_path, monkeypatch):
@@ -199,15 +224,14 @@ def test_a_finished_cell_is_recorded_only_as_it_was_submitted(grid_repo, tmp_pat
     repo = _copy(grid_repo, tmp_path / "repo")
     monkeypatch.chdir(repo)  # as the command line runs it: DVC resolves dvc.yaml's params from the working folder
     cell = Study.from_params(load_params(repo / "params.yaml")).parse("unet-c16-p64-s1-r0")
-    with grid_module._repo(repo) as dvc_repo:
-        stage = grid_module.stages_of(dvc_repo, [cell])[cell.stage]
-        job = grid_module.CellJob(cell.run_name, cell.stage, stage.cmd, grid_module.stage_fingerprint(stage))
-    assert grid_module.commit_stage(repo, job) == grid_module.STALE and "dvc commit" in job.message
+    stage = grid_dvc.survey(repo, [cell], planning=True)[cell.stage]
+    job = grid_state.CellJob(cell.run_name, cell.stage, stage.command, stage.fingerprint)
+    assert grid_dvc.commit_stage(repo, job) == grid_state.STALE and "dvc commit" in job.message
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["train"]["lr"] *= 2  # a param the stage reads changes while the cell "runs"
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
     job.message = ""
-    assert grid_module.commit_stage(repo, job) == grid_module.STALE and "changed while it ran" in job.message
+    assert grid_dvc.commit_stage(repo, job) == grid_state.STALE and "changed while it ran" in job.message
 
 
 def test_grid_refuses_bad_requests_in_one_sentence(grid_repo, tmp_path):
@@ -279,6 +303,59 @@ def orphaned(grid_repo, tmp_path_factory):
     return repo, env, again.stdout
 
 
+def test_a_rerun_cell_is_a_stage_of_its_own_beside_its_grid_cell(grid_repo, orphaned, tmp_path):
+    """The rerun block's cell of the same run name as a grid cell: its own outputs (models/reruns, metrics/reruns),
+    its own entry in grid.json and dvc.lock, its own log folder; the grid cell is left as it was."""
+    repo = _copy(orphaned[0], tmp_path / "repo")
+    rerun = f"{ORPHAN}-t1"  # the rerun block's name for it (tiny params: train.reruns.threads 1)
+    grid_metrics = (repo / "metrics" / f"{ORPHAN}.json").read_bytes()
+    done = _grid(repo, _local_env(tmp_path / "mlruns"), "run", ORPHAN, "rerun@unet-c16-p64-s1-0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{ORPHAN}: already recorded in dvc.lock" in done.stdout, done.stdout
+    assert f"{rerun}: submitted attempt 1" in done.stdout and f"{rerun}: finished, recorded" in done.stdout
+    assert "python -m src train --rerun --model unet --channels c16 --patch p64 --sample s1 --seed 0" in done.stdout
+    record = json.loads((repo / "metrics" / "reruns" / f"{ORPHAN}.json").read_text())
+    assert record["rerun_threads"] == 1 and (repo / "models" / "reruns" / ORPHAN / "model.pt").exists()
+    assert (repo / "metrics" / f"{ORPHAN}.json").read_bytes() == grid_metrics
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert f"models/reruns/{ORPHAN}" in [o["path"] for o in lock["rerun@unet-c16-p64-s1-0"]["outs"]]
+    assert f"models/{ORPHAN}" in [o["path"] for o in lock["train@unet-c16-p64-s1-0"]["outs"]]
+    grid_job, rerun_job = _job(repo, ORPHAN), _job(repo, rerun)
+    assert (grid_job["stage"], rerun_job["stage"]) == ("train@unet-c16-p64-s1-0", "rerun@unet-c16-p64-s1-0")
+    assert Path(rerun_job["log"]).parent.parent.name == rerun and rerun_job["state"] == "done"
+    status = _grid(repo, _local_env(tmp_path / "mlruns"), "status", ORPHAN, rerun)
+    rows = [re.split(r"\s{2,}", line)[:2] for line in status.stdout.splitlines()[1:-1]]  # two-space columns
+    assert rows == [[ORPHAN, "done"], [rerun, "done"]], status.stdout
+
+
+def test_the_whole_grid_is_every_training_stage_of_dvc_yaml():
+    """`grid run` without names runs what `dvc repro` trains: train@, replicate@ and rerun@ stages; a name selects by
+    cell, rerun cell, stage or configuration."""
+    from dvc.repo import Repo
+
+    from src.params import load_params
+    from src.study import Study
+
+    study = Study.from_params(load_params(REPO / "params.yaml"))
+    with Repo(str(REPO)) as repo:
+        stages = sorted(
+            s.addressing for s in repo.index.stages if s.addressing.startswith(("train@", "replicate@", "rerun@"))
+        )
+    every = grid_dvc.cells_named(study, [])
+    assert sorted(c.stage for c in every) == stages and {s.split("@")[0] for s in stages} == {
+        "train",
+        "replicate",
+        "rerun",
+    }
+    assert len({c.mlflow_name for c in every}) == len(every)  # log folders and messages name each stage apart
+    named = grid_dvc.cells_named(study, ["unet-c16-p64-s1-r0-t1", "rerun@unet-c16-p64-s1-0", "unet-c16-p64-s1-r0"])
+    assert [c.stage for c in named] == ["rerun@unet-c16-p64-s1-0", "train@unet-c16-p64-s1-0"]
+    configuration = [c.stage for c in grid_dvc.cells_named(study, ["unet_se-c16-p64-s1"])]
+    assert sorted(configuration) == [s for s in stages if s.split("@")[1].rsplit("-", 1)[0] == "unet_se-c16-p64-s1"]
+    with pytest.raises(UserError, match="not one of the study's models"):
+        grid_dvc.cells_named(study, ["vnet-c16-p64-s1"])
+
+
 def test_a_killed_drivers_job_that_finished_is_recorded_not_retrained(orphaned):
     repo, env, out = orphaned
     assert f"re-attached to job {_job(repo, ORPHAN)['job_id']}" in out and "finished, recorded in dvc.lock" in out
@@ -347,11 +424,11 @@ def test_a_reused_pid_is_not_taken_for_a_job(grid_repo, tmp_path):
     stranger = subprocess.Popen(["sleep", "120"])
     try:
         born = psutil.Process(stranger.pid).create_time()
-        job = grid_module.CellJob(ORPHAN, "train@unet-c16-p64-s1-0", executor="local", job_id=str(stranger.pid))
+        job = grid_state.CellJob(ORPHAN, "train@unet-c16-p64-s1-0", executor="local", job_id=str(stranger.pid))
         job.folder, job.started, job.state = str(tmp_path), born - 3600, "running"  # our job started an hour before
         assert grid_module.attach(job).done() and grid_module.stop_local(job) and stranger.poll() is None
         repo = _copy(grid_repo, tmp_path / "repo")
-        grid_module.write_state(repo / "logs" / "grid", {ORPHAN: job})
+        grid_state.write_state(repo / "logs" / "grid", {job.stage: job})
         assert _status(repo, _local_env(tmp_path / "mlruns"), ORPHAN) == "ended (driver not running)"
         job.started = born  # the process it names after all: alive, not done
         assert not grid_module.attach(job).done()
