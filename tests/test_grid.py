@@ -27,6 +27,7 @@ import yaml
 from src import grid as grid_module
 from src import grid_dvc, grid_state
 from src.errors import UserError
+from tests.conftest import unavailable
 from tests.test_pipeline import _fresh_copy
 from tests.test_train import tiny_params
 
@@ -458,7 +459,7 @@ def _slurm_problem() -> str | None:
 
 
 def _postgres_database() -> str:
-    """A new, empty database on the test PostgreSQL server; its URL. pytest.skip if the server does not answer."""
+    """A new, empty database on the test PostgreSQL server; its URL. Skips (under CI=true: fails) if it is down."""
     try:
         import psycopg
 
@@ -466,7 +467,7 @@ def _postgres_database() -> str:
             name = f"mlflow_{uuid.uuid4().hex[:12]}"
             conn.execute(f"CREATE DATABASE {name}")
     except Exception as err:  # psycopg's errors, or none installed
-        pytest.skip(f"PostgreSQL does not answer at {POSTGRES} ({type(err).__name__}): run .ci/start-postgres")
+        unavailable(f"PostgreSQL does not answer at {POSTGRES} ({type(err).__name__}): run .ci/start-postgres")
     return POSTGRES.rsplit("/", 1)[0] + "/" + name
 
 
@@ -481,7 +482,7 @@ def mlflow_server(tmp_path):
     """`python -m src tracking serve` on a fresh PostgreSQL database; its URL."""
     problem = _slurm_problem()
     if problem:
-        pytest.skip(problem)
+        unavailable(problem)
     database, port = _postgres_database(), _free_port()
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
