@@ -38,6 +38,7 @@ def test_a_gpu_this_machine_lacks_is_one_sentence(name):
 )
 def test_the_cli_refuses_a_missing_gpu_before_any_work(command, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
+    monkeypatch.setenv("DVC_STAGE", "train@unet-c16-p64-s1-0")  # as DVC runs it: past the committed-cell guard
     out = tmp_path / "o.csv"
     args = command.replace("o.csv", str(out)).split() + ["--device", "cuda"]
     result = CliRunner().invoke(app, args)  # `python -m src` prints it as one line
