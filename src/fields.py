@@ -47,7 +47,8 @@ def map_of(kind: Kind) -> Kind:
 
 
 def one_of(*values: str) -> Kind:
-    return Kind(f"one of {', '.join(values)}", lambda v: isinstance(v, str) and v in values)
+    """One of these strings; the message quotes them, so that an allowed empty string shows."""
+    return Kind(f"one of {', '.join(map(json.dumps, values))}", lambda v: isinstance(v, str) and v in values)
 
 
 def either(first: Kind, second: Kind) -> Kind:

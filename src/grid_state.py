@@ -19,7 +19,7 @@ from pathlib import Path
 from src import fields
 from src.atomic import atomic_output
 from src.errors import DataError, UserError
-from src.fields import ANY_TEXT, NULL, NUMBER, OBJECT, TEXT, Kind, either, list_of
+from src.fields import ANY_TEXT, NULL, NUMBER, OBJECT, TEXT, Kind, either, list_of, one_of
 
 STATE_FILE = "grid.json"
 QUEUED, RUNNING, DETACHED, INTERRUPTED = "queued", "running", "detached", "interrupted"  # a job's states
@@ -54,10 +54,6 @@ class CellJob:
         return self.job_id is not None and self.folder is not None and self.state in LIVE
 
 
-def _among(*values: str) -> Kind:
-    return Kind(f"one of {', '.join(map(json.dumps, values))}", lambda v: isinstance(v, str) and v in values)
-
-
 def _pairs(value) -> bool:
     return isinstance(value, list) and all(
         isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in value
@@ -71,14 +67,14 @@ KINDS = {  # what each field of an entry must hold; every field is required
     "stage": TEXT,
     "command": ANY_TEXT,
     "fingerprint": Kind("a list of [dependency, hash] pairs of strings", _pairs),
-    "executor": _among("local", "slurm", ""),
+    "executor": one_of("local", "slurm", ""),
     "job_id": either(JOB_ID, NULL),
     "folder": either(TEXT, NULL),
     "started": either(NUMBER, NULL),
     "slot": COUNT,
     "attempts": COUNT,
     "resume": Kind("true or false", lambda v: isinstance(v, bool)),
-    "state": _among(*STATES),
+    "state": one_of(*STATES),
     "log": either(TEXT, NULL),
     "message": ANY_TEXT,
     "logs": list_of(TEXT),

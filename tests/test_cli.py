@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.classes import CZII_CLASSES
-from src.inference.checkpoint import save_checkpoint
-from tests.conftest import REPO, TINY_SPACING
-from tests.test_inference import tiny_model
+from tests.conftest import REPO
+from tests.test_inference import save_tiny_checkpoint
 
 LINE = r"^\d\d:\d\d:\d\d "  # a progress line's timestamp
 
@@ -115,16 +113,7 @@ def test_data_says_each_tomogram_when_not_on_a_terminal(tmp_path):
 
 def test_predict_says_each_tomogram_when_not_on_a_terminal(tiny_project, tmp_path):
     model = tmp_path / "model.pt"
-    thresholds = {c.name: 0.3 for c in CZII_CLASSES}
-    save_checkpoint(
-        model,
-        tiny_model(),
-        model_name="unet",
-        classes=CZII_CLASSES,
-        voxel_spacing=TINY_SPACING,
-        patch_size=(16, 32, 32),
-        thresholds=thresholds,
-    )
+    save_tiny_checkpoint(model)
     result = cli("predict", "--model", str(model), "--copick", str(tiny_project), "--out", str(tmp_path / "s.csv"))
     assert result.returncode == 0, result.stderr
     said = _lines(result.stderr, "tomograms: ")

@@ -45,20 +45,17 @@ def tiny_model(seed: int = 0):
     return build_model("none", (4, 8, 16, 32)).eval()
 
 
+def save_tiny_checkpoint(path, **fields) -> None:
+    """An untrained tiny model's checkpoint at the tests' spacing and patch, every threshold 0.3; `fields` add to or
+    replace the checkpoint's own (e.g. extra=...)."""
+    meta = dict(model_name="unet", classes=CLASSES, voxel_spacing=SPACING, patch_size=PATCH)
+    save_checkpoint(path, tiny_model(), **meta, thresholds={c.name: 0.3 for c in CLASSES}, **fields)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    thresholds = {c.name: 0.3 for c in CLASSES}
-    save_checkpoint(
-        path,
-        tiny_model(),
-        model_name="unet",
-        classes=CLASSES,
-        voxel_spacing=SPACING,
-        patch_size=PATCH,
-        thresholds=thresholds,
-        extra={"epochs": 1},
-    )
+    save_tiny_checkpoint(path, extra={"epochs": 1})
     return path
 
 
