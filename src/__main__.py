@@ -247,6 +247,15 @@ def split():
 
 
 @app.command()
+def cells():
+    """Write dvc.cells.yaml, the grid's training stages that dvc.yaml loops over, from params.yaml (after an edit of its
+    study, train.seeds, train.replicates or train.reruns)."""
+    from src.cell_stages import CELLS_FILE, write_cells
+
+    typer.echo(f"{write_cells(load_params())} cells -> {CELLS_FILE}")
+
+
+@app.command()
 def download(
     dataset: Annotated[
         int,
@@ -596,10 +605,12 @@ def profile(
     name: Annotated[str, typer.Argument(help="A profile in profiles/: demo (default) or paper.")],
 ):
     """Switch params.yaml to a profile (profiles/<name>.yaml), keeping its comments."""
+    from src.cell_stages import CELLS_FILE, write_cells
     from src.profiles import apply_profile
 
     changed = apply_profile(name, PARAMS_FILE)
-    typer.echo(f"params.yaml now uses profile '{name}' ({len(changed)} values set)")
+    count = write_cells(load_params())  # the profile's seeds are other stages
+    typer.echo(f"params.yaml now uses profile '{name}' ({len(changed)} values set); {count} cells -> {CELLS_FILE}")
 
 
 tracking_app = new_app("The MLflow store and the committed exports of its runs (metrics/mlflow/<cell>.json).")
@@ -683,10 +694,13 @@ GRID_CELLS = (
 
 
 def _grid_cells(names: list[str] | None):
+    from src.cell_stages import check_cells
     from src.grid_dvc import cells_named
     from src.study import Study
 
-    return cells_named(Study.from_params(load_params()), names or [])
+    p = load_params()
+    check_cells(p)  # the stages DVC runs must be params.yaml's cells
+    return cells_named(Study.from_params(p), names or [])
 
 
 @grid_app.command("run")

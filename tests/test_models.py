@@ -10,7 +10,9 @@ import torch.nn as nn
 from monai.networks.nets import UNet
 
 from src.models import AttentionUNet3D, build_model, model_from_config
-from src.models.blocks import CBAM, AttentionGate, ChannelAttention, SpatialAttention, SqueezeExcitation
+from src.models.blocks.ag import AttentionGate
+from src.models.blocks.cbam import CBAM, ChannelAttention, SpatialAttention
+from src.models.blocks.se import SqueezeExcitation
 from src.models.summary import format_model_table, model_table
 from src.params import load_params
 from tests.conftest import REPO
@@ -228,9 +230,9 @@ def test_sliding_window_sizes_divisible_by_8_and_clear_error_otherwise():
 
 
 def test_unknown_names_raise():
-    with pytest.raises(ValueError, match="none, ag, se, cbam"):
+    with pytest.raises(ValueError, match="ag, cbam, none, se"):
         AttentionUNet3D(attention="transformer")
-    with pytest.raises(ValueError, match="none, ag, se, cbam"):
+    with pytest.raises(ValueError, match="ag, cbam, none, se"):
         build_model("unet_transformer", channels=CHANNELS[0])
     with pytest.raises(ValueError, match="rejects attention_kwargs"):
         build_model("se", channels=CHANNELS[0], attention_kwargs={"ratio": 8})
@@ -239,7 +241,7 @@ def test_unknown_names_raise():
 @pytest.mark.parametrize(
     "attention, kwargs, problem",
     [
-        ("transformer", {}, "unknown attention 'transformer' (options: none, ag, se, cbam)"),
+        ("transformer", {}, "unknown attention 'transformer' (options: ag, cbam, none, se)"),
         ("se", {"ratio": 8}, "takes no option 'ratio' (its options: reduction)"),
         ("se", {"in_channels": 8}, "takes no option 'in_channels'"),  # the U-Net gives it, not params
         ("none", {"reduction": 8}, "takes no option 'reduction' (its options: none)"),

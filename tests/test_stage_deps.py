@@ -18,6 +18,9 @@ Not required as deps (each rule is checked, so it cannot hide logic):
 One edge is cut: `params.parse_params` builds the models (`model_problems`, importing src/models and torch) only with
 `check_models`; it is followed where a reached call passes `check_models=True`.
 Files beside a reached module that it names in a string (`Path(__file__).with_name("templates")`) are deps too.
+One import is dynamic: src/models/attention.py loads a model's block, src/models/blocks/<attention>.py, by the name
+params.yaml gives. A stage that reaches attention.py needs the blocks of the models it builds: a training stage its
+cell's (dvc.cells.yaml's `attention`, one check per block), any other stage every study model's.
 """
 
 from __future__ import annotations
@@ -301,6 +304,10 @@ class Stage:
     name: str
     cmd: str
     deps: list[str]
+    blocks: tuple[str, ...] = ()  # the attention blocks it builds, loaded by name (default: every study model's)
+
+    def __post_init__(self):
+        self.blocks = self.blocks or tuple(m["attention"] for m in PARAMS["study"]["models"].values())
 
     def required(self) -> set[str]:
         """The src files the stage's deps must cover."""
@@ -313,6 +320,8 @@ class Stage:
         command = next((w for w in words[3:] if not w.startswith("-")), None)
         roots = [None, *callbacks(m)] + ([command_function(m, command)] if command else [])
         files = closure(m.name, roots)
+        if "src/models/attention.py" in files:  # the dynamic import (see the module docstring)
+            files |= {f for block in self.blocks for f in closure(f"src.models.blocks.{block}", [None])}
         if command and not thin(m, command_function(m, command)):
             files.discard(rel(m.path))
         return {f for f in files if f not in CLI_FILES and not package_marker(f)}
@@ -327,12 +336,24 @@ def package_marker(path: str) -> bool:
 
 
 def stages(path: Path = REPO / "dvc.yaml") -> list[Stage]:
+    """dvc.yaml's stages; a `foreach` over dvc.cells.yaml once per attention block its cells use (train[cbam])."""
     raw = yaml.safe_load(path.read_text())["stages"]
+    cells = yaml.safe_load((REPO / "dvc.cells.yaml").read_text())["cells"]
     found = []
     for name, s in raw.items():
-        deps = [d for d in s.get("deps", []) if isinstance(d, str) and d.split("/")[0] == "src"]
-        assert not any("${" in d for d in deps), f"{name}: a templated src dep needs the matrix expanded here"
-        found.append(Stage(name, s["cmd"], deps))
+        if "foreach" not in s:
+            found.append(Stage(name, s["cmd"], src_deps(name, s.get("deps", []))))
+            continue
+        table = s["foreach"].removeprefix("${cells.").removesuffix("}")
+        for block in dict.fromkeys(c["attention"] for c in cells[table].values()):
+            deps = [d.replace("${item.attention}", block) for d in s["do"].get("deps", [])]
+            found.append(Stage(f"{name}[{block}]", s["do"]["cmd"], src_deps(name, deps), (block,)))
+    return found
+
+
+def src_deps(name: str, deps: list) -> list[str]:
+    found = [d for d in deps if isinstance(d, str) and d.split("/")[0] == "src"]
+    assert not any("${" in d for d in found), f"{name}: a templated src dep this test does not expand: {found}"
     return found
 
 
@@ -353,11 +374,14 @@ def files_of(dep: str) -> list[str]:
     return [dep] if path.is_file() else [rel(p) for p in path.rglob("*") if p.is_file() and p.suffix != ".pyc"]
 
 
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 STAGES = stages()
 
 
 def test_every_stage_is_checked():
-    assert {s.name for s in STAGES} == {"data", "split", "train", "replicate", "rerun", "report"}
+    assert {s.name.split("[")[0] for s in STAGES} == {"data", "split", "train", "replicate", "rerun", "report"}
+    blocks = {m["attention"] for m in PARAMS["study"]["models"].values()}
+    assert {s.name for s in STAGES if s.name.startswith("train")} == {f"train[{b}]" for b in blocks}
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)

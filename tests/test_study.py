@@ -45,7 +45,10 @@ def test_the_replicate_block_adds_seeds_to_its_configurations_only(study, params
     with pytest.raises(UserError, match="not one of train.seeds"):
         study.parse(f"{outside.name}-r{block.seeds[0]}")
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert dvc["replicate"]["cmd"] == dvc["train"]["cmd"] and dvc["replicate"]["deps"] == dvc["train"]["deps"]
+    assert (
+        dvc["replicate"]["do"]["cmd"] == dvc["train"]["do"]["cmd"]
+        and dvc["replicate"]["do"]["deps"] == dvc["train"]["do"]["deps"]
+    )
 
 
 def test_the_rerun_block_trains_runs_of_the_study_again_with_other_threads(study, params):
@@ -64,8 +67,9 @@ def test_the_rerun_block_trains_runs_of_the_study_again_with_other_threads(study
     with pytest.raises(UserError, match="not in the rerun block"):
         study.rerun_of(outside)
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert dvc["rerun"]["cmd"] == dvc["train"]["cmd"].replace(" train ", " train --rerun ", 1)
-    assert dvc["rerun"]["deps"] == dvc["train"]["deps"] and set(dvc["train"]["params"]) < set(dvc["rerun"]["params"])
+    assert dvc["rerun"]["do"]["cmd"] == dvc["train"]["do"]["cmd"].replace(" train ", " train --rerun ", 1)
+    assert dvc["rerun"]["do"]["deps"] == dvc["train"]["do"]["deps"]
+    assert set(dvc["train"]["do"]["params"]) < set(dvc["rerun"]["do"]["params"])
 
 
 @pytest.mark.parametrize(

@@ -193,7 +193,7 @@ class ToyGain(torch.nn.Module):
 def test_a_fifth_attention_module_through_the_registry_alone(workspace, tmp_path, monkeypatch):
     """A new block plus one registry entry plus its params: it trains a real cell beside the baseline, and the
     report shows it with its own label and colour."""
-    from src.models.attention import ATTENTION, register_attention
+    from src.models.attention import REGISTERED, register_attention
     from src.params import load_params
     from src.report.build import build_report
     from src.study import Study
@@ -223,7 +223,7 @@ def test_a_fifth_attention_module_through_the_registry_alone(workspace, tmp_path
             record = train_cell(study.parse(f"{model}-c16-p64-s1"), params, progress=False)
             assert 0.0 <= record["test_score"] <= 1.0
     finally:
-        ATTENTION.pop("toy")
+        REGISTERED.pop("toy")
     checkpoint = torch.load(ws / "models" / "unet_toy-c16-p64-s1-r0" / "model.pt", weights_only=False)
     assert checkpoint["model_config"]["attention"] == "toy"
     assert checkpoint["model_config"]["attention_kwargs"] == {"init": 1.0}

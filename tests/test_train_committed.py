@@ -51,7 +51,7 @@ def _declared_outputs(stage: str, cell, p) -> set[str]:
     """dvc.yaml's outputs (outs and metrics) of `stage`, filled in for `cell`."""
     import yaml
 
-    s = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    s = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["do"]
     fill = {
         "${train.models_dir}": p.train.models_dir,
         "${train.metrics_dir}": p.train.metrics_dir,

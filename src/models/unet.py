@@ -124,7 +124,7 @@ class AttentionUNet3D(nn.Module):
             (16, 32, 64, 128) and (32, 64, 128, 256).
         strides: downsampling stride between consecutive levels, ``len(channels) - 1`` integers.
         num_res_units: residual subunits per encoder block (MONAI semantics; 0 gives plain convolutions).
-        attention: a name in :data:`src.models.attention.ATTENTION`: ``"none"``, ``"ag"``, ``"se"``, ``"cbam"``, or
+        attention: a block file's name in ``src/models/blocks/``: ``"none"``, ``"ag"``, ``"se"``, ``"cbam"``, or
             one registered with ``register_attention``.
         attention_kwargs: options of the attention block, e.g. ``{"reduction": 8}`` for SE, ``{"reduction": 8,
             "kernel_size": 7}`` for CBAM (SE/CBAM: hidden width ``C // reduction``; CBAM: spatial kernel size).

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +36,7 @@ def main(
     the command `compare OTHER_METRICS_DIR`: check a rerun against them instead)."""
     if ctx.invoked_subcommand is not None:
         return
+    from src.cell_stages import check_cells
     from src.params import load_params
     from src.report.build import build_report
     from src.report.stats import Scoring
@@ -42,6 +44,8 @@ def main(
 
     try:
         p = load_params(params_file, check_models=True)  # the cost table builds every model
+        if os.environ.get("DVC_STAGE"):  # as dvc repro's report stage: the grid DVC ran must be params.yaml's
+            check_cells(p)
         metrics = metrics_dir or p.train.metrics_dir
         written = build_report(
             metrics,

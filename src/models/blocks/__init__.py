@@ -1,7 +1,2 @@
-"""Attention blocks: one per file, each a small module that maps features to same-shaped, reweighted features."""
-
-from src.models.blocks.attention_gate import AttentionGate
-from src.models.blocks.cbam import CBAM, ChannelAttention, SpatialAttention
-from src.models.blocks.squeeze_excitation import SqueezeExcitation
-
-__all__ = ["CBAM", "AttentionGate", "ChannelAttention", "SpatialAttention", "SqueezeExcitation"]
+"""Attention blocks: one per file, named by the attention option that params.yaml gives (src/models/attention.py
+loads a model's block by that name). Each file sets SITE and BLOCK."""

@@ -96,3 +96,7 @@ class CBAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.spatial(self.channel(x))
+
+
+SITE = "encoder"  # where the U-Net places it (src/models/attention.py)
+BLOCK = CBAM

@@ -59,3 +59,7 @@ class AttentionGate(AttentionBlock):
         if g.shape[2:] != x.shape[2:]:
             raise ValueError(f"gating signal spatial size {tuple(g.shape[2:])} != skip size {tuple(x.shape[2:])}")
         return super().forward(g=g, x=x)
+
+
+SITE = "skip"  # where the U-Net places it (src/models/attention.py)
+BLOCK = AttentionGate

@@ -33,3 +33,7 @@ class SqueezeExcitation(ChannelSELayer):
             acti_type_2="sigmoid",
             add_residual=False,
         )
+
+
+SITE = "encoder"  # where the U-Net places it (src/models/attention.py)
+BLOCK = SqueezeExcitation
