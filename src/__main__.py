@@ -750,7 +750,8 @@ def grid_run(
     finished ones. Logs and the driver's state (grid.json) go to params' grid.log_dir."""
     import dataclasses
 
-    from src.grid import GridRun, cpu_slots, run_grid, wall_minutes
+    from src.grid import run_grid
+    from src.grid_jobs import GridRun, cpu_slots, wall_minutes
     from src.tracking import repo_root
 
     p = load_params(check_models=True)  # every cell builds its network: refuse a model that cannot be built first

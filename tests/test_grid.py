@@ -24,8 +24,7 @@ import pytest
 import torch
 import yaml
 
-from src import grid as grid_module
-from src import grid_dvc, grid_state
+from src import grid_dvc, grid_jobs, grid_state
 from src.errors import UserError
 from tests.conftest import unavailable
 from tests.test_pipeline import _fresh_copy
@@ -178,12 +177,12 @@ def test_local_slots_each_see_one_gpu_and_compute_with_the_repro_threads(tmp_pat
     from src.params import GridParams
 
     grid = GridParams(retries=0, poll_seconds=0.1, log_dir="logs")
-    run = grid_module.GridRun(tmp_path, grid, "local", slots=3, gpus=2)
+    run = grid_jobs.GridRun(tmp_path, grid, "local", slots=3, gpus=2)
     jobs = [  # each in DVC's environment of a stage command too (train refuses to replace a cell outside a stage)
         grid_state.CellJob(n, f"train@{n}", 'echo "gpu=$CUDA_VISIBLE_DEVICES $DVC_STAGE $DVC_ROOT"; sleep 1', slot=i)
         for i, n in enumerate("abc")
     ]
-    list(as_completed([grid_module.submit(run, job) for job in jobs], poll_frequency=0.1))
+    list(as_completed([grid_jobs.submit(run, job) for job in jobs], poll_frequency=0.1))
     seen = [[x for x in Path(j.log).read_text().splitlines() if x.startswith("gpu=")] for j in jobs]
     assert seen == [[f"gpu={gpu} train@{n} {tmp_path}"] for gpu, n in zip((0, 1, 0), "abc", strict=True)]
     # On a CPU a slot's cell computes with repro.cpu_threads threads, whatever the slots and the outer environment.
@@ -192,9 +191,9 @@ def test_local_slots_each_see_one_gpu_and_compute_with_the_repro_threads(tmp_pat
     job = grid_state.CellJob("d", "train@d", f'{sys.executable} -c "{probe}"')
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    grid_module.submit(grid_module.GridRun(tmp_path, grid, "local", slots=2), job).result()
+    grid_jobs.submit(grid_jobs.GridRun(tmp_path, grid, "local", slots=2), job).result()
     assert "3" in Path(job.log).read_text().splitlines()
-    assert grid_module.cpu_slots(3) == max(1, (os.cpu_count() or 1) // 3) and grid_module.cpu_slots(0) == 1
+    assert grid_jobs.cpu_slots(3) == max(1, (os.cpu_count() or 1) // 3) and grid_jobs.cpu_slots(0) == 1
 
 
 def test_the_grid_state_reads_back_by_stage_and_refuses_what_the_driver_did_not_write(tmp_path):
@@ -236,10 +235,10 @@ def test_a_finished_cell_is_recorded_only_as_it_was_submitted(grid_repo, tmp_pat
 
 
 def test_grid_refuses_bad_requests_in_one_sentence(grid_repo, tmp_path):
-    assert grid_module.wall_minutes("1-02:30") == 1590
+    assert grid_jobs.wall_minutes("1-02:30") == 1590
     for bad in ("12", "ab:cd", "00:00"):
         with pytest.raises(UserError):
-            grid_module.wall_minutes(bad)
+            grid_jobs.wall_minutes(bad)
     done = subprocess.run(
         [sys.executable, "-m", "src", "grid", "run", "--executor", "kubernetes", "unet-c16-p64-s1-r0"],
         cwd=grid_repo,
@@ -427,12 +426,12 @@ def test_a_reused_pid_is_not_taken_for_a_job(grid_repo, tmp_path):
         born = psutil.Process(stranger.pid).create_time()
         job = grid_state.CellJob(ORPHAN, "train@unet-c16-p64-s1-0", executor="local", job_id=str(stranger.pid))
         job.folder, job.started, job.state = str(tmp_path), born - 3600, "running"  # our job started an hour before
-        assert grid_module.attach(job).done() and grid_module.stop_local(job) and stranger.poll() is None
+        assert grid_jobs.attach(job).done() and grid_jobs.stop_local(job) and stranger.poll() is None
         repo = _copy(grid_repo, tmp_path / "repo")
         grid_state.write_state(repo / "logs" / "grid", {job.stage: job})
         assert _status(repo, _local_env(tmp_path / "mlruns"), ORPHAN) == "ended (driver not running)"
         job.started = born  # the process it names after all: alive, not done
-        assert not grid_module.attach(job).done()
+        assert not grid_jobs.attach(job).done()
     finally:
         stranger.kill()
         stranger.wait()
