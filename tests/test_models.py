@@ -318,13 +318,3 @@ def test_model_table_on_a_tiny_setting():
     assert (df["attention_params"] > 0).tolist() == [False, True, True, True]
     text = format_model_table(df)
     assert text.splitlines()[0].startswith("| model") and len(text.splitlines()) >= 2 + len(df)
-
-
-def test_checkpoint_configs_with_separate_attention_arguments_still_load():
-    """Checkpoints written before the attention options moved into attention_kwargs rebuild the same network."""
-    model = _build("unet_cbam", channels=CHANNELS[0])
-    legacy = {k: v for k, v in model.config.items() if k != "attention_kwargs"}
-    legacy |= {"se_reduction": 8, "cbam_reduction": 8, "cbam_kernel_size": 7}
-    rebuilt = model_from_config(legacy)
-    assert rebuilt.config == model.config
-    rebuilt.load_state_dict(model.state_dict())

@@ -9,12 +9,6 @@ from src.models.unet import AttentionUNet3D
 
 __all__ = ["build_model", "model_from_config"]
 
-# Checkpoints written before attention options moved into one mapping kept them as separate arguments.
-_LEGACY_ATTENTION_ARGS = {
-    "se": {"se_reduction": "reduction"},
-    "cbam": {"cbam_reduction": "reduction", "cbam_kernel_size": "kernel_size"},
-}
-
 
 def build_model(
     attention: str,
@@ -46,11 +40,4 @@ def build_model(
 
 def model_from_config(config: Mapping[str, Any]) -> AttentionUNet3D:
     """Rebuild a model from ``model.config`` (e.g. as stored in a checkpoint); load the weights separately."""
-    config = dict(config)
-    legacy = {old: new for names in _LEGACY_ATTENTION_ARGS.values() for old, new in names.items()}
-    if any(k in config for k in legacy):
-        kwargs = dict(config.get("attention_kwargs") or {})
-        for old, new in _LEGACY_ATTENTION_ARGS.get(config.get("attention", "none"), {}).items():
-            kwargs.setdefault(new, config[old])
-        config = {k: v for k, v in config.items() if k not in legacy} | {"attention_kwargs": kwargs}
     return AttentionUNet3D(**config)
