@@ -147,6 +147,11 @@ class SplitParams:
     out: str
 
 
+EXTRACTORS = ("argmax", "components", "peaks")  # the point extractors of src/inference/points.py
+AUTO = "auto"  # predict.extractor: the better of SELECTABLE on the validation runs
+SELECTABLE = ("components", "peaks")
+
+
 @dataclass(frozen=True)
 class PredictParams:
     overlap: float = ranged("[0, 1)")
@@ -157,7 +162,7 @@ class PredictParams:
     min_blob_fraction: float = ranged(NON_NEGATIVE)
     max_blob_fraction: float = ranged(POSITIVE)
     threshold_grid: tuple[float, float, float] = ranged(PROBABILITY)
-    extractor: str  # auto | components | peaks | argmax (src/inference/plan.py)
+    extractor: str  # AUTO or one of EXTRACTORS
     peak_radius_fraction: float = ranged(POSITIVE)
     plan_source: str  # checkpoint | params
 
@@ -379,7 +384,7 @@ def _consistency_problems(p: Params) -> list[str]:
     start, stop, step = p.predict.threshold_grid
     if not (start <= stop and step > 0):
         problems.append(f"predict.threshold_grid = {[start, stop, step]} (must be start <= stop and step > 0)")
-    extractors, sources = ("auto", "components", "peaks", "argmax"), ("checkpoint", "params")
+    extractors, sources = (AUTO, *EXTRACTORS), ("checkpoint", "params")
     if p.predict.extractor not in extractors:
         problems.append(f"predict.extractor = {p.predict.extractor} (must be one of {', '.join(extractors)})")
     if p.predict.plan_source not in sources:
