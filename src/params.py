@@ -6,6 +6,7 @@ Each section is a dataclass; unknown or missing keys are errors so that a typo n
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Hashable
@@ -20,6 +21,7 @@ from src.ranges import inside
 from src.repro import ISAS
 
 PARAMS_FILE = Path("params.yaml")
+KEY = re.compile(r"^[a-z0-9_]+$")  # study keys join into cell names with '-', so they hold none
 
 
 class ParamsError(UserError):
@@ -147,6 +149,11 @@ class SplitParams:
     out: str
 
 
+EXTRACTORS = ("argmax", "components", "peaks")  # the point extractors of src/inference/points.py
+AUTO = "auto"  # predict.extractor: the better of SELECTABLE on the validation runs
+SELECTABLE = ("components", "peaks")
+
+
 @dataclass(frozen=True)
 class PredictParams:
     overlap: float = ranged("[0, 1)")
@@ -157,7 +164,7 @@ class PredictParams:
     min_blob_fraction: float = ranged(NON_NEGATIVE)
     max_blob_fraction: float = ranged(POSITIVE)
     threshold_grid: tuple[float, float, float] = ranged(PROBABILITY)
-    extractor: str  # auto | components | peaks | argmax (src/inference/plan.py)
+    extractor: str  # AUTO or one of EXTRACTORS
     peak_radius_fraction: float = ranged(POSITIVE)
     plan_source: str  # checkpoint | params
 
@@ -189,8 +196,17 @@ class NetworkParams:
     up_kernel_size: int = ranged(AT_LEAST_1)
 
 
+class _Block:
+    """A block of the grid (train.replicates, train.reruns): every model at its channel, patch and sample keys."""
+
+    def holds(self, channels: str, patch: str, sample: str, seed: int | None = None) -> bool:
+        """Whether the block has these keys (and this seed)."""
+        inside = channels in self.channels and patch in self.patches and sample in self.samples
+        return inside and (seed is None or seed in self.seeds)
+
+
 @dataclass(frozen=True)
-class ReplicateParams:
+class ReplicateParams(_Block):
     """Extra seeds of a block of configurations (every model at these channel, patch and sample keys)."""
 
     seeds: list[int] = ranged(NON_NEGATIVE)  # may be empty: no replicates
@@ -200,7 +216,7 @@ class ReplicateParams:
 
 
 @dataclass(frozen=True)
-class RerunParams:
+class RerunParams(_Block):
     """The rerun block: runs of the study (every model at these channel, patch and sample keys, these seeds) trained
     again with another thread count: the same data, seeds and draws, other rounding."""
 
@@ -379,7 +395,7 @@ def _consistency_problems(p: Params) -> list[str]:
     start, stop, step = p.predict.threshold_grid
     if not (start <= stop and step > 0):
         problems.append(f"predict.threshold_grid = {[start, stop, step]} (must be start <= stop and step > 0)")
-    extractors, sources = ("auto", "components", "peaks", "argmax"), ("checkpoint", "params")
+    extractors, sources = (AUTO, *EXTRACTORS), ("checkpoint", "params")
     if p.predict.extractor not in extractors:
         problems.append(f"predict.extractor = {p.predict.extractor} (must be one of {', '.join(extractors)})")
     if p.predict.plan_source not in sources:
@@ -460,13 +476,24 @@ def _rerun_problems(p: Params) -> list[str]:
     return problems
 
 
-def empty_map_problems(study: StudyParams) -> list[str]:
-    """The study's maps that name nothing: no model, channel or patch key means no cell at all (an empty table)."""
-    return [
+def study_problems(study: StudyParams) -> list[str]:
+    """The study's vocabulary that makes no grid: a map that names nothing (no cell at all, an empty table), a key
+    that cannot join a cell name, a baseline that is not one of its models, a sample not named as the split names it."""
+    problems = [
         f"study.{name} = {{}} (must name at least one)"
         for name in ("models", "channels", "patches")
         if not getattr(study, name)
     ]
+    for name in ("models", "channels", "patches", "samples"):
+        bad = [k for k in getattr(study, name) if not KEY.match(k)]
+        if bad:
+            problems.append(f"study.{name} key '{bad[0]}' (must be lower-case letters, digits and '_' only)")
+    if study.baseline not in study.models:
+        problems.append(f"study.baseline = {study.baseline} (must be one of study.models: {', '.join(study.models)})")
+    bad = [k for k in study.samples if not re.fullmatch(r"s\d+", k)]
+    if bad:
+        problems.append(f"study.samples entry '{bad[0]}' (must be s<number>, naming a sample of the split)")
+    return problems
 
 
 def model_problems(study: StudyParams) -> list[str]:
@@ -486,7 +513,7 @@ def parse_params(raw: dict, check_models: bool = False) -> Params:
     params = _build(Params, raw, "params")
     problems = range_problems(params, "params")
     problems = [q.removeprefix("params.") for q in problems] + _consistency_problems(params)
-    problems += empty_map_problems(params.study)
+    problems += study_problems(params.study)
     if problems:
         raise ParamsError(f"{len(problems)} params out of range: " + "; ".join(problems))
     if check_models:  # after the ranges: the blocks are built at the channel counts, which must be valid

@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import astuple, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from src.errors import UserError
-from src.params import ModelParams, Params, StudyParams
+from src.params import Params, ReplicateParams, RerunParams, StudyParams, TrainParams
 
-KEY = re.compile(r"^[a-z0-9_]+$")  # keys join into cell names with '-', so they hold none
 RERUNS = "reruns"  # the rerun block's subfolder of the models and metrics folders: not part of the study's grid
 
 
@@ -67,68 +66,42 @@ class Cell:
         return self.sample[1:]
 
 
-@dataclass(frozen=True)
-class Replicates:
-    """train.replicates: more seeds of every model at these channel, patch and sample keys."""
-
-    seeds: tuple[int, ...]
-    channels: tuple[str, ...]
-    patches: tuple[str, ...]
-    samples: tuple[str, ...]
-
-    def holds(self, channels: str, patch: str, sample: str, seed: int | None = None) -> bool:
-        inside = channels in self.channels and patch in self.patches and sample in self.samples
-        return inside and (seed is None or seed in self.seeds)
-
-
-@dataclass(frozen=True)
-class Reruns:
-    """train.reruns: these seeds of every model at these channel, patch and sample keys, again with `threads`."""
-
-    threads: int
-    seeds: tuple[int, ...]
-    channels: tuple[str, ...]
-    patches: tuple[str, ...]
-    samples: tuple[str, ...]
+def _setting(name: str, doc: str) -> property:
+    return property(lambda self: getattr(self.settings, name), doc=doc)
 
 
 @dataclass(frozen=True)
 class Study:
-    baseline: str
-    models: Mapping[str, ModelParams]
-    channels: Mapping[str, tuple[int, ...]]
-    patches: Mapping[str, tuple[int, int, int]]  # the paper's sizes
-    samples: tuple[str, ...]
-    seeds: tuple[int, ...] = (0,)  # train.seeds: every configuration trains once per seed
-    replicates: Replicates | None = None  # train.replicates: more seeds of a block of configurations
-    reruns: Reruns | None = None  # train.reruns: runs of the study again with another thread count
+    """The grid of params.yaml's checked settings (src/params.py holds every rule on them, and this copies none): the
+    `study:` section, and train's seeds and its replicate and rerun blocks (without train: seed 0, no blocks)."""
 
-    def __post_init__(self):
-        for kind, keys in self.axes().items():
-            if not keys:
-                raise UserError(f"study.{kind} is empty")
-            bad = [k for k in keys if not KEY.match(k)]
-            if bad:
-                raise UserError(f"study.{kind} key '{bad[0]}' must be lower-case letters, digits and '_' only")
-        if self.baseline not in self.models:
-            raise UserError(f"study.baseline '{self.baseline}' is not one of study.models: {', '.join(self.models)}")
-        bad = [s for s in self.samples if not re.fullmatch(r"s\d+", s)]
-        if bad:
-            raise UserError(f"study.samples entry '{bad[0]}' must be s<number>, naming a sample of the split")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise UserError(f"train.seeds {list(self.seeds)} must be distinct non-negative integers, at least one")
+    settings: StudyParams
+    train: TrainParams | None = None
+
+    baseline = _setting("baseline", "The model every attention variant is compared against.")
+    models = _setting("models", "Model key -> its attention block, label and colour.")
+    channels = _setting("channels", "Channel key -> feature channels per level.")
+    patches = _setting("patches", "Patch key -> the paper's patch size D, H, W.")
+    samples = _setting("samples", "The samples of the split, s<number>.")
 
     @classmethod
     def from_params(cls, params: Params | StudyParams) -> Study:
-        s = params.study if isinstance(params, Params) else params
-        seeds = tuple(params.train.seeds) if isinstance(params, Params) else (0,)
-        block = params.train.replicates if isinstance(params, Params) else None
-        replicates = Replicates(*(tuple(v) for v in astuple(block))) if block and block.seeds else None
-        again = params.train.reruns if isinstance(params, Params) else None
-        reruns = Reruns(again.threads, *(tuple(v) for v in astuple(again)[1:])) if again and again.seeds else None
-        return cls(
-            s.baseline, dict(s.models), dict(s.channels), dict(s.patches), tuple(s.samples), seeds, replicates, reruns
-        )
+        return cls(params.study, params.train) if isinstance(params, Params) else cls(params)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """train.seeds: every configuration trains once per seed."""
+        return self.train.seeds if self.train else (0,)
+
+    @property
+    def replicates(self) -> ReplicateParams | None:
+        """train.replicates, if it has seeds: more seeds of a block of configurations."""
+        return self.train.replicates if self.train and self.train.replicates.seeds else None
+
+    @property
+    def reruns(self) -> RerunParams | None:
+        """train.reruns, if it has seeds: runs of the study trained again with another thread count."""
+        return self.train.reruns if self.train and self.train.reruns.seeds else None
 
     def axes(self) -> dict[str, tuple[str, ...]]:
         """The grid's four axes, in cell-name order."""
@@ -205,7 +178,7 @@ class Study:
         return [
             dataclasses.replace(c, rerun_threads=r.threads)
             for c in self.cells()
-            if c.channels in r.channels and c.patch in r.patches and c.sample in r.samples and c.seed in r.seeds
+            if r.holds(c.channels, c.patch, c.sample, c.seed)
         ]
 
     def rerun_of(self, cell: Cell) -> Cell:

@@ -297,5 +297,5 @@ def test_an_unknown_extractor_or_plan_source_is_one_sentence():
     with pytest.raises(ParamsError) as err:
         parse_params(raw)
     message = str(err.value)
-    assert "predict.extractor = blobs (must be one of auto, components, peaks, argmax)" in message
+    assert "predict.extractor = blobs (must be one of auto, argmax, components, peaks)" in message
     assert "predict.plan_source = yaml (must be one of checkpoint, params)" in message and "\n" not in message

@@ -117,16 +117,16 @@ def test_trained_patch_scales_the_papers_and_refuses_sizes_the_network_cannot_ta
         study.trained_patch("p96", (0.3, 0.5, 0.5), 8)
 
 
-def test_bad_vocabulary_is_refused(params):
+def test_bad_vocabulary_is_refused_where_params_are_read(params):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     bad_key = dict(raw["study"]["models"]["unet"])
     for change, message in [
-        ({"baseline": "resnet"}, "study.baseline 'resnet'"),
-        ({"models": {"u-net": bad_key}}, "lower-case letters"),
-        ({"samples": ["a"]}, "s<number>"),
+        ({"baseline": "resnet"}, r"study.baseline = resnet \(must be one of study.models: unet, "),
+        ({"models": {"u-net": bad_key}, "baseline": "u-net"}, "study.models key 'u-net' .*lower-case letters"),
+        ({"samples": ["a"]}, "study.samples entry 'a' .*s<number>"),
     ]:
         with pytest.raises(UserError, match=message):
-            Study.from_params(dataclasses.replace(params.study, **{k: v for k, v in change.items()}))
+            parse_params(raw | {"study": raw["study"] | change})
     assert parse_params(raw).study == params.study
 
 

@@ -14,12 +14,7 @@ from dataclasses import dataclass
 
 from src.errors import DataError
 from src.fields import ANY_TEXT, NUMBER, OBJECT, field, map_of, one_of
-from src.params import Params
-
-EXTRACTORS = ("argmax", "components", "peaks")
-AUTO = "auto"  # params.predict.extractor: the better of SELECTABLE on validation
-SELECTABLE = ("components", "peaks")
-
+from src.params import AUTO, EXTRACTORS, SELECTABLE, Params  # the extractors' names, which params.yaml checks
 
 # A stored plan's fields, checked when a checkpoint is loaded (`PostprocessPlan.check`).
 PLAN_FIELDS = {
