@@ -67,7 +67,10 @@ def write_cells(p: Params, path: Path = CELLS_FILE) -> int:
 
 
 def check_cells(p: Params, path: Path = CELLS_FILE) -> None:
-    """Refuse a cells file that is not params.yaml's grid (missing, or written before an edit of params.yaml)."""
+    """Refuse a cells file that is not params.yaml's grid (missing, or written before an edit of params.yaml). A folder
+    without dvc.yaml (a workspace, not the pipeline) has no stages to check."""
+    if not path.with_name("dvc.yaml").is_file():
+        return
     if not path.is_file():
         raise UserError(f"{path} is missing: run `python -m src cells` to write the grid's stages from params.yaml")
     if path.read_text() != render_cells(p):

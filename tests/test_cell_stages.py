@@ -75,3 +75,11 @@ def test_a_fifth_block_adds_its_model_s_stages_and_changes_no_other(tmp_path):
     changed = [s for s in before if after[s] != before[s]]
     assert changed == []  # no other stage's deps or params (the report reads `study` whole, as before)
     assert not any("src/models/blocks/toy.py" in after[s][0] for s in before)
+
+
+def test_a_pipeline_without_its_cells_file_is_refused_and_a_workspace_is_not_checked(tmp_path):
+    p = load_params(REPO / "params.yaml")
+    check_cells(p, tmp_path / "dvc.cells.yaml")  # no dvc.yaml: a workspace, no stages
+    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    with pytest.raises(UserError, match=r"dvc.cells.yaml is missing: run `python -m src cells`"):
+        check_cells(p, tmp_path / "dvc.cells.yaml")
