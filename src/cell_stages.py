@@ -55,15 +55,12 @@ def cell_tables(p: Params) -> dict[str, dict[str, dict[str, dict]]]:
     }
 
 
-def render_cells(p: Params) -> str:
-    return HEADER + yaml.safe_dump(cell_tables(p), sort_keys=False, width=120)
-
-
 def write_cells(p: Params, path: Path = CELLS_FILE) -> int:
     """Write the file (atomically); returns the number of cells in it."""
+    tables = cell_tables(p)
     with atomic_output(path) as tmp:
-        tmp.write_text(render_cells(p))
-    return sum(len(t) for t in cell_tables(p)["cells"].values())
+        tmp.write_text(HEADER + yaml.safe_dump(tables, sort_keys=False, width=120))
+    return sum(len(t) for t in tables["cells"].values())
 
 
 def check_cells(p: Params, path: Path = CELLS_FILE) -> None:
