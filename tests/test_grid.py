@@ -63,6 +63,9 @@ def _start_grid(repo: Path, env: dict, *args: str, own_group: bool = False) -> s
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=own_group,  # a process group of its own, as a shell gives a command (Ctrl-C signals it all)
+        # and, as that shell does, Ctrl-C's default action: a suite started in the background (`pytest &`, nohup)
+        # inherits SIGINT ignored, and an ignored signal stays ignored across exec
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if own_group else None,
     )
 
 
