@@ -424,18 +424,23 @@ def predict(
     )
     typer.echo(f"wrote {out}: {len(points)} points (model on {chosen_device})")
     if formats:
-        from src.exports import default_output, export_points, points_with_sizes, points_with_spacing
-
-        ran = sorted(set(points["experiment"]))
         from src.inference.checkpoint import load_checkpoint
 
         trained = float(load_checkpoint(model)[1]["voxel_spacing"])
+        ran = sorted(set(points["experiment"]))
         volumes = {tomo.name: tomo} if tomo else _run_volumes(project, ran, tomo_type, trained)
-        located = points_with_spacing(points, spacings={run: v.voxel_spacing for run, v in volumes.items()})
-        located = points_with_sizes(located, {run: v.shape for run, v in volumes.items()})
-        for fmt in formats:
-            written = export_points(located, fmt, default_output(out, fmt))
-            typer.echo(f"wrote {written} ({fmt})")
+        _export_beside(out, formats, points, volumes)
+
+
+def _export_beside(out: Path, formats: list[str], points, volumes: dict) -> None:
+    """predict --format: the picks in each format beside OUT, in the pixels of each run's tomogram (`volumes`)."""
+    from src.exports import default_output, export_points, points_with_sizes, points_with_spacing
+
+    located = points_with_spacing(points, spacings={run: v.voxel_spacing for run, v in volumes.items()})
+    located = points_with_sizes(located, {run: v.shape for run, v in volumes.items()})
+    for fmt in formats:
+        written = export_points(located, fmt, default_output(out, fmt))
+        typer.echo(f"wrote {written} ({fmt})")
 
 
 def _run_volumes(project, runs, tomo_type: str | None, trained: float | None = None) -> dict:

@@ -419,6 +419,43 @@ def is_report_file(name: str) -> bool:
     return REPORT_FILE.fullmatch(name) is not None
 
 
+def comparisons(runs, frame, published, study: Study, s: stats.Settings, scoring: stats.Scoring, timed) -> tuple:
+    """Our paired comparisons (each family beside the paper's, attention beside the mixed model), the paper's, and
+    the mixed model: (ours, paper, mixed)."""
+    ours, paper = analysis(frame, study, s, scoring, timed), analysis(published, study, s, scoring)
+    for family in ("attention", "patch", "patch_steps", "channels"):
+        ours[family] = stats.against_paper(ours[family], paper[family], s)
+    mixed = stats.mixed_model(runs, study, s)
+    ours["attention"] = stats.against_mixed(ours["attention"], mixed, study.baseline)
+    return ours, paper, mixed
+
+
+def write_tables(folder: Path, frame, published, study: Study, elsewhere, common: dict) -> list[str]:
+    """Tables 3 and 4 (one per sample), Markdown and LaTeX; the names written."""
+    md, tex, s, facts = render.markdown_env(), render.latex_env(), common["bootstrap"], common["facts"]
+    names = []
+    for sample, number in TABLES.items():
+        rows = table_rows(frame, published, study, sample, elsewhere)
+        table = {"sample_number": sample[1:], "table_number": number, "rows": rows, "d": common["d"]}
+        table["conf"], table["resamples"] = common["conf"], s.bootstrap_resamples
+        table["machine_note"], table["main_machine"] = common["machine_note"], facts["machines"][0].label
+        table["data_line"], table["paper_data"] = common["data_line"], common["paper_data"]
+        table["present"] = sum(r["fbeta"] is not None for r in rows)
+        for env, template, suffix in ((md, "table.md.j2", "md"), (tex, "table.tex.j2", "tex")):
+            render.render_to(env, template, folder / f"table{number}.{suffix}", **table)
+            names.append(f"table{number}.{suffix}")
+    return names
+
+
+def write_figures(folder: Path, frame, study: Study, elsewhere, per_class, intervals: tuple, common: dict) -> list[str]:
+    """The three figures (score by patch, score by training minutes, per-class scores); the names written."""
+    line, machines = common["data_line"], common["facts"]["machines"]
+    figures.fbeta_vs_patch(frame, study, folder / "fbeta_vs_patch.png", line, common["labels"])
+    figures.score_vs_minutes(frame, study, folder / "score_vs_minutes.png", line, elsewhere, machines)
+    figures.per_class_scores(per_class, study, folder / "per_class.png", line, intervals, common["weights"])
+    return ["fbeta_vs_patch.png", "score_vs_minutes.png", "per_class.png"]
+
+
 def build_report(
     metrics_dir: str | Path,
     out: str | Path,
@@ -433,7 +470,6 @@ def build_report(
     `network` (train.network) adds the parameter and multiply-add cost of each model; None leaves it out."""
     out = check_updatable(out, is_report_file, "the report")  # before any work
     s = stats.Settings.from_params(report_params)
-    d = report_params.decimals
     scoring = scoring or stats.Scoring(SCORE_WEIGHTS)
     runs, frame = with_intervals(load_runs(metrics_dir, study, tracking_uri), scoring, s)
     timed, elsewhere = same_machine(runs)
@@ -444,13 +480,9 @@ def build_report(
     published = load_published(study)
     claims = yaml.safe_load(CLAIMS_FILE.read_text())
     names = set(frame["cell"])
-    ours, paper = analysis(frame, study, s, scoring, timed), analysis(published, study, s, scoring)
-    for family in ("attention", "patch", "patch_steps", "channels"):
-        ours[family] = stats.against_paper(ours[family], paper[family], s)
-    mixed = stats.mixed_model(runs, study, s)
-    ours["attention"] = stats.against_mixed(ours["attention"], mixed, study.baseline)
+    ours, paper, mixed = comparisons(runs, frame, published, study, s, scoring, timed)
     common = {
-        "d": d,
+        "d": report_params.decimals,
         "alpha": s.alpha,
         "conf": f"{100 * s.confidence:g}",
         "power": f"{100 * s.power:g}",
@@ -486,30 +518,16 @@ def build_report(
         "min_pairs": s.min_pairs,
         "bootstrap": s,
     }
-    md, tex = render.markdown_env(), render.latex_env()
-    written = []
+    md = render.markdown_env()
+    texts = ("statistics.md", "published_statistics.md", "conclusions.md")
     # Written into a copy of the folder that replaces it at the end: a failure (a full disk) leaves the old report
     # whole, not new tables beside old figures.
     with updated_folder(out, is_report_file, "the report") as folder:
-        for sample, number in TABLES.items():
-            rows = table_rows(frame, published, study, sample, elsewhere)
-            table = {"sample_number": sample[1:], "table_number": number, "rows": rows, "d": d, "conf": common["conf"]}
-            table["machine_note"], table["main_machine"] = common["machine_note"], facts["machines"][0].label
-            table["resamples"] = s.bootstrap_resamples
-            table["data_line"], table["paper_data"] = common["data_line"], common["paper_data"]
-            table["present"] = sum(r["fbeta"] is not None for r in table["rows"])
-            for env, template, suffix in ((md, "table.md.j2", "md"), (tex, "table.tex.j2", "tex")):
-                path = folder / f"table{number}.{suffix}"
-                render.render_to(env, template, path, **table)
-                written.append(out / path.name)
-        for name in ("statistics.md", "published_statistics.md", "conclusions.md"):
+        written = write_tables(folder, frame, published, study, elsewhere, common)
+        for name in texts:
             render.render_to(md, f"{name}.j2", folder / name, **common)
-            written.append(out / name)
+        written += texts
         if make_figures:
-            line = common["data_line"]
-            figures.fbeta_vs_patch(frame, study, folder / "fbeta_vs_patch.png", line, common["labels"])
-            figures.score_vs_minutes(frame, study, folder / "score_vs_minutes.png", line, elsewhere, facts["machines"])
             intervals = (class_low.to_numpy(), class_high.to_numpy())
-            figures.per_class_scores(per_class, study, folder / "per_class.png", line, intervals, common["weights"])
-            written += [out / "fbeta_vs_patch.png", out / "score_vs_minutes.png", out / "per_class.png"]
-    return written
+            written += write_figures(folder, frame, study, elsewhere, per_class, intervals, common)
+    return [out / name for name in written]

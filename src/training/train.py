@@ -322,6 +322,26 @@ def lock_cell(cell: Cell, paths: CellPaths):
     return lock
 
 
+def check_patch_fits(cell: Cell, patch: tuple[int, ...], project, train_runs: list[str], params: Params) -> None:
+    """From the metadata, before any work: a patch must fit every training tomogram."""
+    for run in train_runs:
+        shape = project.volume_shape(run, params.data.tomo_type, params.data.voxel_spacing).shape
+        if any(p > s for p, s in zip(patch, shape, strict=True)):
+            raise UserError(
+                f"cell {cell.run_name} trains patches of {list(patch)} voxels, larger than run {run}'s tomogram "
+                f"{list(shape)}: lower train.patch_scale or study.patches.{cell.patch}"
+            )
+
+
+def clear_attempt(paths: CellPaths) -> None:
+    """A fresh start: the old attempt's MLflow run is marked FAILED and its partial folder goes."""
+    last = paths.partial / "last.pt"
+    if last.exists():
+        _fail_abandoned_run(last)
+    if paths.partial.exists():
+        shutil.rmtree(paths.partial)
+
+
 def setup_cell(
     cell: Cell, params: Params, resume: bool = False, force: bool = False, device: str | None = None
 ) -> CellSession:
@@ -350,13 +370,7 @@ def setup_cell(
     patch = Study.from_params(params).trained_patch(cell.patch, t.patch_scale, model.size_divisor)
     split = read_split(params.split.out)
     train_runs = split["samples"][cell.sample_number]["train"]
-    for run in train_runs:  # from the metadata, before any work: a patch must fit every training tomogram
-        shape = project.volume_shape(run, params.data.tomo_type, params.data.voxel_spacing).shape
-        if any(p > s for p, s in zip(patch, shape, strict=True)):
-            raise UserError(
-                f"cell {cell.run_name} trains patches of {list(patch)} voxels, larger than run {run}'s tomogram "
-                f"{list(shape)}: lower train.patch_scale or study.patches.{cell.patch}"
-            )
+    check_patch_fits(cell, patch, project, train_runs, params)
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     flat = {k: v for k, v in _flat_params(cell, params, patch).items() if k not in SPEED_ONLY}
     fingerprint = cell_fingerprint(flat, model.config)
@@ -372,10 +386,7 @@ def setup_cell(
     if not resuming:
         if resume:
             _notice(f"nothing to resume for {cell.run_name} (no {last}); starting from the first epoch")
-        if last.exists():
-            _fail_abandoned_run(last)
-        if paths.partial.exists():
-            shutil.rmtree(paths.partial)
+        clear_attempt(paths)
     try:
         paths.partial.mkdir(parents=True, exist_ok=True)
     except OSError as err:

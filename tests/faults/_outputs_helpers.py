@@ -69,7 +69,7 @@ def assert_outcome(case: Case, out: Outcome) -> None:
     if case.rc == 2:
         assert_one_error(result, case.names)
     else:
-        assert result.returncode == case.rc, result.stderr[-3000:]
+        assert result.returncode == case.rc, (result.returncode, result.stderr[-3000:])
     if case.unchanged:
         assert out.after == out.before, "files changed by a refused command"
     assert out.outside_after == out.outside_before, "something was written outside the project"
